@@ -1,0 +1,180 @@
+"""`hauspost init`: lay out a data directory with a hardened homeserver config and secrets.
+
+Keys and secrets are generated once and never overwritten; config files are rewritten
+(the previous version is kept as `<name>.bak` when it differs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from provisioner.errors import ConfigError, EnvironmentProblem
+from provisioner.homeserver_config import (
+    HomeserverOptions,
+    render_element_config,
+    render_homeserver_yaml,
+    render_log_config,
+    render_well_known_client,
+)
+from provisioner.module_configs import default_modules
+from provisioner.servername import validate_server_name
+from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
+
+logger = logging.getLogger(__name__)
+
+SECRET_FILES = ("macaroon_secret_key", "form_secret", "registration_shared_secret")
+
+
+@dataclass(frozen=True)
+class InitRequest:
+    server_name: str
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    port: int = 8008
+    public_baseurl: str | None = None
+    database_url: str | None = None
+    service_localpart: str = "hauspost"
+    ldap: LdapSettings | None = None
+
+
+@dataclass(frozen=True)
+class InitResult:
+    data_dir: Path
+    written: list[Path]
+    kept: list[Path]
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Create a file readable by its owner only (0600), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _write_config(path: Path, content: str, written: list[Path]) -> None:
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        if old == content:
+            return
+        _write_private(path.with_name(path.name + ".bak"), old)
+    _write_private(path, content)
+    written.append(path)
+
+
+def _ensure_secret(path: Path, make: str, written: list[Path], kept: list[Path]) -> None:
+    if path.exists():
+        kept.append(path)
+        return
+    _write_private(path, make)
+    written.append(path)
+
+
+def _signing_key() -> str:
+    from signedjson.key import encode_signing_key_base64, generate_signing_key
+
+    key = generate_signing_key("a_" + secrets.token_hex(2))
+    return f"ed25519 {key.version} {encode_signing_key_base64(key)}\n"
+
+
+def _check_writable(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"data directory {data_dir} is not writable: {exc.strerror or exc}"
+        ) from None
+
+
+def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "server_name": req.server_name,
+        "homeserver": {"url": baseurl.rstrip("/"), "config": "homeserver.yaml"},
+        "service_account": {
+            "localpart": req.service_localpart,
+            "token_file": "keys/service_account_token",
+        },
+        "store": {"url": f"sqlite:///{req.data_dir / 'hauspost.db'}"},
+    }
+    if req.ldap is not None:
+        ldap = req.ldap
+        section: dict[str, object] = {
+            "uri": ldap.uri,
+            "base_dn": ldap.base_dn,
+            "start_tls": ldap.start_tls,
+            "user_filter": ldap.user_filter,
+            "localpart_attribute": ldap.localpart_attribute,
+            "display_name_attribute": ldap.display_name_attribute,
+            "email_attribute": ldap.email_attribute,
+        }
+        if ldap.bind_dn:
+            section["bind_dn"] = ldap.bind_dn
+            section["bind_password_file"] = str(ldap.bind_password_file)
+        doc["ldap"] = section
+    return doc
+
+
+def init_data_dir(req: InitRequest) -> InitResult:
+    problem = validate_server_name(req.server_name)
+    if problem:
+        raise ConfigError(problem, key="--server-name")
+    if req.ldap is not None and req.ldap.bind_password_file is not None:
+        if not req.ldap.bind_password_file.is_file():
+            raise ConfigError(
+                f"bind password file {req.ldap.bind_password_file} does not exist",
+                key="--ldap-bind-password-file",
+            )
+    data_dir = req.data_dir.resolve()
+    _check_writable(data_dir)
+    req = InitRequest(**{**req.__dict__, "data_dir": data_dir})
+    keys = data_dir / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(keys, 0o700)
+    (data_dir / "media_store").mkdir(exist_ok=True)
+
+    written: list[Path] = []
+    kept: list[Path] = []
+    _ensure_secret(keys / "signing.key", _signing_key(), written, kept)
+    for name in SECRET_FILES:
+        _ensure_secret(keys / name, secrets.token_urlsafe(48) + "\n", written, kept)
+
+    service_user_id = f"@{req.service_localpart}:{req.server_name}"
+    opts = HomeserverOptions(
+        server_name=req.server_name,
+        data_dir=data_dir,
+        bind_address=req.bind_address,
+        port=req.port,
+        public_baseurl=req.public_baseurl,
+        database_url=req.database_url,
+        modules=default_modules(req.server_name, service_user_id, req.ldap),
+    )
+    settings_text = yaml.safe_dump(settings_document(req, opts.baseurl), sort_keys=False)
+    # Validate what we are about to write with the same parser every command uses.
+    parse_settings(yaml.safe_load(settings_text), data_dir / SETTINGS_FILE)
+
+    _write_config(data_dir / "homeserver.yaml", render_homeserver_yaml(opts), written)
+    _write_config(data_dir / "log.config", render_log_config(data_dir), written)
+    _write_config(data_dir / SETTINGS_FILE,
+                  "# Hauspost provisioner settings (see README: Configuration)\n" + settings_text,
+                  written)
+    element = json.dumps(render_element_config(req.server_name, opts.baseurl), indent=2) + "\n"
+    (data_dir / "element").mkdir(exist_ok=True)
+    _write_config(data_dir / "element" / "config.json", element, written)
+    wk_dir = data_dir / "well-known" / "matrix"
+    wk_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(wk_dir / "client",
+                  json.dumps(render_well_known_client(opts.baseurl), indent=2) + "\n", written)
+    logger.info("initialised %s for %s", data_dir, req.server_name)
+    return InitResult(data_dir=data_dir, written=written, kept=kept)

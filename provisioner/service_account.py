@@ -1,0 +1,79 @@
+"""The provisioner's own Synapse account: a server admin, created once with the shared secret.
+
+Its access token is kept in `keys/service_account_token` (0600) and reused; it is never
+logged. The account is protected: no sync, guard or offboarding ever touches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import httpx
+
+from provisioner.data_dir import _write_private
+from provisioner.errors import HauspostError
+from provisioner.settings import Settings
+from provisioner.synapse_admin import AdminApiError, SynapseAdmin
+
+logger = logging.getLogger(__name__)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+async def _token_works(base_url: str, token: str) -> bool:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        resp = await http.get("/_matrix/client/v3/account/whoami",
+                              headers={"Authorization": f"Bearer {token}"})
+        return resp.status_code == 200
+
+
+async def _password_login(base_url: str, user_id: str, password: str) -> str:
+    async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+        resp = await http.post("/_matrix/client/v3/login", json={
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user_id},
+            "password": password,
+            "initial_device_display_name": "hauspost provisioner",
+        })
+    if resp.status_code != 200:
+        raise HauspostError(f"service account {user_id} cannot log in ({resp.status_code})")
+    token: str = resp.json()["access_token"]
+    return token
+
+
+async def ensure_service_token(settings: Settings) -> str:
+    """Return a working admin token for the service account, creating the account if needed."""
+    keys = settings.service_token_file.parent
+    token = _read(settings.service_token_file)
+    if token and await _token_works(settings.homeserver_url, token):
+        return token
+    password_file = keys / "service_account_password"
+    password = _read(password_file)
+    if password is None:
+        password = secrets.token_urlsafe(32)
+        _write_private(password_file, password + "\n")
+    shared_secret = _read(keys / "registration_shared_secret")
+    if shared_secret is None:
+        raise HauspostError(f"{keys / 'registration_shared_secret'} is missing: run `hauspost init`")
+    async with SynapseAdmin(settings.homeserver_url, None) as admin:
+        try:
+            data = await admin.register_with_shared_secret(
+                settings.service_localpart, password, shared_secret, admin=True)
+            token = str(data["access_token"])
+            logger.info("created service account %s", settings.service_user_id)
+        except AdminApiError as exc:
+            if exc.errcode != "M_USER_IN_USE":
+                raise
+            token = await _password_login(settings.homeserver_url, settings.service_user_id,
+                                          password)
+    _write_private(settings.service_token_file, token + "\n")
+    os.chmod(settings.service_token_file, 0o600)
+    return token

@@ -1,0 +1,174 @@
+"""Async client for Synapse's admin API, with retries and backoff on 429 / 5xx.
+
+The only place that talks HTTP to Synapse for the provisioner. Every write is counted
+(`writes`), so runs can prove they made zero writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from provisioner.errors import HauspostError
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class AdminApiError(HauspostError):
+    def __init__(self, method: str, path: str, status: int, errcode: str | None,
+                 error: str | None) -> None:
+        self.status = status
+        self.errcode = errcode
+        super().__init__(f"Synapse admin API {method} {path} answered {status}"
+                         f" {errcode or ''}: {error or ''}".rstrip(": "))
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """What Synapse knows about one account (the planner's "current state")."""
+
+    user_id: str
+    display_name: str | None
+    deactivated: bool
+    admin: bool
+    emails: tuple[str, ...] = ()
+
+
+def q(user_id: str) -> str:
+    return quote(user_id, safe="")
+
+
+class SynapseAdmin:
+    def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0,
+                 max_retries: int = 5, backoff: float = 0.2) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout,
+                                       limits=httpx.Limits(max_connections=32))
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self.writes = 0
+
+    async def __aenter__(self) -> SynapseAdmin:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: dict[str, Any] | None = None,
+                      ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        if method != "GET":
+            self.writes += 1
+        delay = self._backoff
+        for attempt in range(self._max_retries + 1):
+            try:
+                resp = await self._http.request(method, path, json=json, params=params)
+            except httpx.TransportError as exc:
+                if attempt == self._max_retries:
+                    raise HauspostError(f"cannot reach Synapse at {self._http.base_url}: {exc}"
+                                        ) from None
+                await asyncio.sleep(delay)
+                delay *= 2
+                continue
+            if resp.status_code in RETRY_STATUSES and attempt < self._max_retries:
+                wait = delay
+                if resp.status_code == 429:
+                    try:
+                        wait = max(wait, resp.json().get("retry_after_ms", 0) / 1000)
+                    except ValueError:
+                        pass
+                logger.debug("%s %s -> %s; retrying in %.2f s", method, path,
+                             resp.status_code, wait)
+                await asyncio.sleep(wait)
+                delay *= 2
+                continue
+            if resp.status_code not in ok:
+                try:
+                    body = resp.json()
+                except ValueError:
+                    body = {}
+                raise AdminApiError(method, path, resp.status_code, body.get("errcode"),
+                                    body.get("error"))
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- bootstrap -------------------------------------------------------------------
+
+    async def register_with_shared_secret(self, localpart: str, password: str,
+                                          shared_secret: str, *, admin: bool) -> dict[str, Any]:
+        """Register an account with the registration shared secret (the service account)."""
+        nonce = (await self.request("GET", "/_synapse/admin/v1/register")).json()["nonce"]
+        # Synapse's MAC: HMAC-SHA1 over nonce, user, password, admin flag, NUL-separated.
+        message = b"\x00".join(
+            [nonce.encode(), localpart.encode(), password.encode(),
+             b"admin" if admin else b"notadmin"]
+        )
+        mac = hmac.new(shared_secret.encode(), message, hashlib.sha1).hexdigest()
+        body = {"nonce": nonce, "username": localpart, "password": password,
+                "admin": admin, "mac": mac}
+        resp = await self.request("POST", "/_synapse/admin/v1/register", json=body)
+        data: dict[str, Any] = resp.json()
+        return data
+
+    # --- accounts --------------------------------------------------------------------
+
+    async def get_account(self, user_id: str) -> AccountState | None:
+        resp = await self.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}", ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        data = resp.json()
+        emails = tuple(t["address"] for t in data.get("threepids", []) if t.get("medium") == "email")
+        return AccountState(user_id=data["name"], display_name=data.get("displayname"),
+                            deactivated=bool(data.get("deactivated")), admin=bool(data.get("admin")),
+                            emails=emails)
+
+    async def list_accounts(self, page_size: int = 500) -> list[AccountState]:
+        """Every local account, deactivated ones included (guests excluded)."""
+        out: list[AccountState] = []
+        params: dict[str, Any] = {"limit": page_size, "guests": "false", "deactivated": "true"}
+        while True:
+            data = (await self.request("GET", "/_synapse/admin/v2/users", params=params)).json()
+            for u in data.get("users", []):
+                out.append(AccountState(user_id=u["name"], display_name=u.get("displayname"),
+                                        deactivated=bool(u.get("deactivated")),
+                                        admin=bool(u.get("admin"))))
+            nxt = data.get("next_token")
+            if not nxt:
+                return out
+            params["from"] = nxt
+
+    async def upsert_account(self, user_id: str, *, display_name: str | None = None,
+                             password: str | None = None, email: str | None = None,
+                             deactivated: bool | None = None, admin: bool | None = None,
+                             logout: bool = False) -> None:
+        body: dict[str, Any] = {}
+        if display_name is not None:
+            body["displayname"] = display_name
+        if password is not None:
+            body["password"] = password
+            body["logout_devices"] = logout
+        if email is not None:
+            body["threepids"] = [{"medium": "email", "address": email}]
+        if deactivated is not None:
+            body["deactivated"] = deactivated
+        if admin is not None:
+            body["admin"] = admin
+        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
+                           ok=(200, 201))
+
+    async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
+        """Revokes tokens, deletes devices and pushers, parts all rooms (Synapse admin API)."""
+        await self.request("POST", f"/_synapse/admin/v1/deactivate/{q(user_id)}",
+                           json={"erase": erase})

@@ -1,0 +1,1 @@
+"""Hauspost's Synapse modules: company policy enforced inside Synapse, failing closed."""

@@ -1,0 +1,1 @@
+"""Real-server test harness: Synapse and slapd as child processes on loopback."""
