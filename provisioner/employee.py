@@ -1,0 +1,56 @@
+"""The one typed employee record every directory source produces."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date
+
+
+class Status(enum.Enum):
+    ACTIVE = "active"
+    #: Disabled in the directory, or marked as left by HR.
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True)
+class Employee:
+    #: Immutable id from the source of truth (HR number, LDAP entryUUID, AD objectGUID).
+    employee_id: str
+    #: The Matrix localpart; taken once at creation and never changed afterwards.
+    localpart: str
+    display_name: str
+    email: str | None = None
+    department: str | None = None
+    location: str | None = None
+    #: employee_id of the manager, if known.
+    manager_id: str | None = None
+    groups: frozenset[str] = field(default_factory=frozenset)
+    status: Status = Status.ACTIVE
+    #: Last working day; offboarded at the end of this day in the company's time zone.
+    leave_date: date | None = None
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """One bad entry or row, reported with its location and skipped."""
+
+    location: str  # e.g. "employees.csv:14" or "uid=x,ou=people,dc=example,dc=com"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+@dataclass(frozen=True)
+class DirectoryRead:
+    """The result of reading one or more directory sources.
+
+    `complete` is False when the read failed part-way (connection lost, size limit): the
+    planner must then never deactivate anyone, only create and update.
+    """
+
+    employees: tuple[Employee, ...]
+    problems: tuple[SourceProblem, ...] = ()
+    complete: bool = True
+    source: str = ""
