@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from provisioner.errors import ConfigError, EnvironmentProblem
+from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.homeserver_config import (
     HomeserverOptions,
     render_element_config,
@@ -93,7 +93,7 @@ def _check_writable(data_dir: Path) -> None:
         probe.write_text("ok", encoding="utf-8")
         probe.unlink()
     except OSError as exc:
-        raise EnvironmentProblem(
+        raise EnvironmentProblemError(
             f"data directory {data_dir} is not writable: {exc.strerror or exc}"
         ) from None
 

@@ -34,7 +34,7 @@ class ConfigError(HauspostError):
         super().__init__(where + message)
 
 
-class EnvironmentProblem(HauspostError):
+class EnvironmentProblemError(HauspostError):
     """The machine is not as needed: a port in use, an unwritable directory, a missing binary."""
 
     exit_code = EXIT_ENVIRONMENT

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from provisioner.errors import ConfigError, EnvironmentProblem, HauspostError
+from provisioner.errors import ConfigError, EnvironmentProblemError, HauspostError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class SynapseProcess:
 
     def start(self) -> None:
         if port_in_use(self.listener.host, self.listener.port):
-            raise EnvironmentProblem(
+            raise EnvironmentProblemError(
                 f"port {self.listener.port} on {self.listener.host} is in use: "
                 "stop what runs there or choose another port with `hauspost init --port`"
             )

@@ -24,7 +24,8 @@ class Section:
             data = {}
         if not isinstance(data, Mapping):
             raise ConfigError(
-                f"expected a mapping, got {type(data).__name__}", file=file, key=path or "(top level)"
+                f"expected a mapping, got {type(data).__name__}",
+                file=file, key=path or "(top level)",
             )
         self._data: Mapping[str, Any] = data
         self.file = file

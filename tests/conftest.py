@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.slapd_server import SlapdMissing, SlapdServer, start_slapd
+from tests.harness.slapd_server import SlapdMissingError, SlapdServer, start_slapd
 from tests.harness.synapse_server import SynapseServer, start_synapse
 
 
@@ -32,7 +32,7 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynapseServer]
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
     try:
         server = start_slapd(tmp_path_factory.mktemp("slapd"))
-    except SlapdMissing as exc:
+    except SlapdMissingError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()

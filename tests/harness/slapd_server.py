@@ -24,7 +24,7 @@ MODULE_DIRS = (Path("/usr/lib/ldap"), Path("/usr/lib/x86_64-linux-gnu/ldap"),
                Path("/usr/lib/aarch64-linux-gnu/ldap"))
 
 
-class SlapdMissing(RuntimeError):
+class SlapdMissingError(RuntimeError):
     pass
 
 
@@ -34,7 +34,7 @@ def find_slapd() -> tuple[str, str]:
     slapadd = shutil.which("slapadd") or ("/usr/sbin/slapadd"
                                           if Path("/usr/sbin/slapadd").exists() else None)
     if not slapd or not slapadd or not (SCHEMA_DIR / "inetorgperson.schema").exists():
-        raise SlapdMissing(
+        raise SlapdMissingError(
             "slapd is not installed: the LDAP tests need the Debian packages slapd and "
             "ldap-utils (`apt-get install -y slapd ldap-utils`; .ci/run installs them)"
         )

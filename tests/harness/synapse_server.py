@@ -51,6 +51,8 @@ TEST_RATE_LIMITS: dict[str, Any] = {
 
 @dataclass
 class TestUser:
+    __test__ = False  # not a pytest test class
+
     user_id: str
     password: str
     token: str
