@@ -37,6 +37,10 @@ class SourceProblem:
 
     location: str  # e.g. "employees.csv:14" or "uid=x,ou=people,dc=example,dc=com"
     message: str
+    #: Who the skipped entry belongs to, when the source could tell. The planner must
+    #: leave those accounts alone: neither update nor deactivate them because of a bad row.
+    employee_id: str | None = None
+    localpart: str | None = None
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}"
@@ -54,3 +58,13 @@ class DirectoryRead:
     problems: tuple[SourceProblem, ...] = ()
     complete: bool = True
     source: str = ""
+
+    @property
+    def skipped_employee_ids(self) -> frozenset[str]:
+        """Employee ids of skipped entries: their accounts must be left as they are."""
+        return frozenset(p.employee_id for p in self.problems if p.employee_id)
+
+    @property
+    def skipped_localparts(self) -> frozenset[str]:
+        """Localparts of skipped entries: their accounts must be left as they are."""
+        return frozenset(p.localpart for p in self.problems if p.localpart)

@@ -11,6 +11,13 @@ from pathlib import Path
 
 import yaml
 
+from provisioner.directory.config import (
+    DirectoryConfig,
+    LdapSourceOptions,
+    parse_directory,
+    parse_ldap_source_options,
+    validate_filter,
+)
 from provisioner.errors import ConfigError
 from provisioner.servername import validate_server_name
 from provisioner.validation import Section
@@ -32,6 +39,8 @@ class LdapSettings:
     display_name_attribute: str = "cn"
     email_attribute: str = "mail"
     active_directory: bool = False
+    #: How the provisioner reads employees (provisioner/directory/config.py).
+    source: LdapSourceOptions = field(default_factory=LdapSourceOptions)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,8 @@ class Settings:
     store_url: str
     ldap: LdapSettings | None = None
     protected_accounts: tuple[str, ...] = field(default_factory=tuple)
+    #: Which directory sources `sync` reads (provisioner/directory/config.py).
+    directory: DirectoryConfig | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -74,6 +85,8 @@ def parse_ldap(section: Section, base: Path) -> LdapSettings:
         )
     if bind_dn and not password_file:
         raise section.error("bind_password_file", "is required when bind_dn is set (a file path)")
+    # Active Directory has other attribute names; its defaults serve login and sync alike.
+    active_directory = section.bool("active_directory")
     settings = LdapSettings(
         uri=uri,
         base_dn=section.str("base_dn", required=True),
@@ -81,12 +94,16 @@ def parse_ldap(section: Section, base: Path) -> LdapSettings:
         bind_password_file=_path(base, password_file),
         start_tls=section.bool("start_tls"),
         validate_cert=section.bool("validate_cert", True),
-        user_filter=section.str("user_filter", "(objectClass=inetOrgPerson)"),
-        localpart_attribute=section.str("localpart_attribute", "uid"),
+        user_filter=section.str("user_filter", "(&(objectCategory=person)(objectClass=user))"
+                                if active_directory else "(objectClass=inetOrgPerson)"),
+        localpart_attribute=section.str("localpart_attribute",
+                                        "sAMAccountName" if active_directory else "uid"),
         display_name_attribute=section.str("display_name_attribute", "cn"),
         email_attribute=section.str("email_attribute", "mail"),
-        active_directory=section.bool("active_directory"),
+        active_directory=active_directory,
+        source=parse_ldap_source_options(section, base, active_directory),
     )
+    validate_filter(section, "user_filter", settings.user_filter)
     section.done()
     return settings
 
@@ -118,6 +135,9 @@ def parse_settings(data: object, file: Path) -> Settings:
 
     ldap_section = top.section("ldap")
     ldap = parse_ldap(ldap_section, base) if ldap_section else None
+    directory_section = top.section("directory")
+    directory = (parse_directory(directory_section, base, has_ldap=ldap is not None)
+                 if directory_section else None)
     protected = tuple(top.str_list("protected_accounts"))
     top.done()
     assert hs_config is not None and token_file is not None  # noqa: S101 - defaults set
@@ -131,6 +151,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         store_url=store_url,
         ldap=ldap,
         protected_accounts=protected,
+        directory=directory,
     )
 
 
