@@ -50,10 +50,40 @@ def ldap_login(ldap: LdapSettings) -> ModuleEntry:
     )
 
 
+def membership_policy(service_user_id: str) -> ModuleEntry:
+    """Only active employees of this server in rooms; nothing crosses the company boundary."""
+    return ModuleEntry(
+        module="synapse_modules.membership.MembershipPolicy",
+        config={
+            "allowed_server_names": [],  # our own server only
+            "exempt_users": [service_user_id],  # may create aliases, writes the policy room
+            "alias_creators": ["server_admins", "exempt_users"],
+            "restricted_group": {"users": [], "allowed_rooms": [], "policy_room_id": None},
+        },
+        why="only active employees of this server join rooms; no public rooms, no outsiders",
+    )
+
+
+def encryption_policy() -> ModuleEntry:
+    """Every room end-to-end encrypted; plaintext room events refused."""
+    return ModuleEntry(
+        module="synapse_modules.encryption.EncryptionPolicy",
+        config={
+            # Exactly what Element / Element X send in the clear (docs/policy-modules.md).
+            "allowed_plaintext_types": ["m.room.encrypted", "m.reaction", "m.room.redaction"],
+            "plaintext_allowed_senders": [],
+            "plaintext_in_unencrypted_rooms": "refuse",
+        },
+        why="every room is end-to-end encrypted and nobody can switch it off",
+    )
+
+
 def default_modules(server_name: str, service_user_id: str,
                     ldap: LdapSettings | None) -> list[ModuleEntry]:
     """All modules for a company homeserver, in the order Synapse should load them."""
     entries: list[ModuleEntry] = []
     if ldap is not None:
         entries.append(ldap_login(ldap))
+    entries.append(membership_policy(service_user_id))
+    entries.append(encryption_policy())
     return entries

@@ -1,0 +1,161 @@
+"""Encryption policy: every room end-to-end encrypted, and nobody can switch it off.
+
+* `on_create_room` puts `m.room.encryption` (Megolm) into every new room's initial state,
+  whatever the client asked for (DMs, spaces and API-created rooms included).
+* `check_event_allowed` refuses changing the algorithm or removing encryption, and refuses
+  plaintext room events: only the event types listed in `allowed_plaintext_types` may be
+  sent unencrypted (the defaults are exactly what Element Web and Element X legitimately
+  send in the clear; docs/policy-modules.md gives the reason for each).
+
+Hot path: Synapse hands `check_event_allowed` the room state before the event, so "is
+this room encrypted?" is a dictionary lookup: no database round trip and no cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from synapse.module_api import EventBase, JsonDict, ModuleApi, Requester, StateMap
+
+from synapse_modules._config import ConfigReader
+from synapse_modules._fail_closed import Refusal, fail_closed_raising
+
+logger = logging.getLogger(__name__)
+
+ENCRYPTION = "m.room.encryption"
+MEGOLM = "m.megolm.v1.aes-sha2"
+
+# Event types Element Web / Element X send unencrypted in encrypted rooms, and why.
+DEFAULT_ALLOWED_PLAINTEXT_TYPES: Mapping[str, str] = {
+    "m.room.encrypted": "the ciphertext itself",
+    "m.reaction": "Element Web sends reactions in the clear so the server can aggregate them "
+                  "(matrix-js-sdk never encrypts m.reaction)",
+    "m.room.redaction": "redactions can't be encrypted (the server must read `redacts` to "
+                        "remove content); they only carry an event ID and an optional reason",
+}
+
+UNENCRYPTED_ROOMS = ("refuse", "allow")
+
+
+@dataclass(frozen=True)
+class EncryptionPolicyConfig:
+    allowed_plaintext_types: frozenset[str]
+    plaintext_allowed_senders: frozenset[str]
+    # Rooms that predate this policy and never turned encryption on.
+    plaintext_in_unencrypted_rooms: str
+
+
+def parse_encryption_config(raw: object) -> EncryptionPolicyConfig:
+    reader = ConfigReader(raw)
+    types = reader.str_list("allowed_plaintext_types",
+                            default=tuple(DEFAULT_ALLOWED_PLAINTEXT_TYPES),
+                            what="an event type")
+    if "m.room.encrypted" not in types:
+        raise reader.error("allowed_plaintext_types",
+                           "a list that includes 'm.room.encrypted' (the ciphertext itself)",
+                           list(types))
+    senders = reader.user_id_list("plaintext_allowed_senders", default=())
+    unencrypted = reader.string("plaintext_in_unencrypted_rooms", default="refuse",
+                                choices=UNENCRYPTED_ROOMS)
+    reader.finish()
+    return EncryptionPolicyConfig(
+        allowed_plaintext_types=frozenset(types),
+        plaintext_allowed_senders=frozenset(senders),
+        plaintext_in_unencrypted_rooms=unencrypted,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Pure decisions.
+# --------------------------------------------------------------------------------------
+
+ENCRYPTION_CHANGE_REFUSAL = Refusal(
+    "Encryption can't be switched off or changed on this server: every room uses "
+    f"{MEGOLM}.")
+
+
+def enforce_encryption_in_request(request: dict[str, Any]) -> None:
+    """Make a createRoom body carry Megolm encryption in its initial state (in place)."""
+    initial_state = [s for s in (request.get("initial_state") or ())
+                     if not (isinstance(s, Mapping) and s.get("type") == ENCRYPTION)]
+    requested = [s for s in (request.get("initial_state") or ())
+                 if isinstance(s, Mapping) and s.get("type") == ENCRYPTION]
+    content: dict[str, Any] = {"algorithm": MEGOLM}
+    if requested and isinstance(requested[-1].get("content"), Mapping) \
+            and requested[-1]["content"].get("algorithm") == MEGOLM:
+        # Keep the client's rotation settings: they don't weaken anything we rely on.
+        content = dict(requested[-1]["content"])
+    initial_state.append({"type": ENCRYPTION, "state_key": "", "content": content})
+    request["initial_state"] = initial_state
+
+
+def refuse_encryption_change(event_type: str, state_key: str | None,
+                             content: Mapping[str, Any]) -> Refusal | None:
+    if event_type != ENCRYPTION or state_key != "":
+        return None
+    if content.get("algorithm") != MEGOLM:
+        return ENCRYPTION_CHANGE_REFUSAL
+    return None
+
+
+def refuse_plaintext(config: EncryptionPolicyConfig, *, event_type: str, is_state: bool,
+                     sender: str, room_encrypted: bool) -> Refusal | None:
+    if is_state or event_type in config.allowed_plaintext_types:
+        return None
+    if sender in config.plaintext_allowed_senders:
+        return None
+    if not room_encrypted and config.plaintext_in_unencrypted_rooms == "allow":
+        return None
+    where = "this room is end-to-end encrypted" if room_encrypted else \
+        "every room on this server must be end-to-end encrypted"
+    return Refusal(f"Unencrypted {event_type} events are refused: {where}. Use an app with "
+                   "encryption switched on (Element, Element X).")
+
+
+def room_is_encrypted(state: StateMap[EventBase]) -> bool:
+    event = state.get((ENCRYPTION, ""))
+    return event is not None and event.content.get("algorithm") == MEGOLM
+
+
+# --------------------------------------------------------------------------------------
+# The module.
+# --------------------------------------------------------------------------------------
+
+
+class EncryptionPolicy:
+    """Loaded by Synapse from `modules:`; see provisioner/module_configs.py."""
+
+    def __init__(self, config: EncryptionPolicyConfig, api: ModuleApi) -> None:
+        self._config = config
+        api.register_third_party_rules_callbacks(
+            check_event_allowed=self.check_event_allowed,
+            on_create_room=self.on_create_room,
+        )
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> EncryptionPolicyConfig:
+        return parse_encryption_config(config)
+
+    @fail_closed_raising
+    async def on_create_room(self, requester: Requester, request: dict[str, Any],
+                             is_requester_admin: bool) -> None:
+        enforce_encryption_in_request(request)
+
+    @fail_closed_raising
+    async def check_event_allowed(self, event: EventBase, state: StateMap[EventBase]
+                                  ) -> tuple[bool, JsonDict | None]:
+        is_state = event.is_state()
+        refusal = (
+            refuse_encryption_change(event.type, event.get_state_key(), event.content)
+            if is_state else
+            refuse_plaintext(self._config, event_type=event.type, is_state=False,
+                             sender=event.sender, room_encrypted=room_is_encrypted(state))
+        )
+        if refusal is not None:
+            logger.info("refusing %s %s in %s from %s: %s", event.type, event.event_id,
+                        event.room_id, event.sender, refusal.message)
+            raise refusal.as_error()
+        return True, None
