@@ -1,0 +1,159 @@
+"""`hauspost init`, `hauspost run` and `hauspost demo`: a running company homeserver."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from provisioner.data_dir import InitRequest, init_data_dir
+from provisioner.errors import ConfigError
+from provisioner.service_account import ensure_service_token
+from provisioner.settings import LdapSettings, Settings, load_settings
+from provisioner.synapse_process import SynapseProcess
+
+DEMO_SERVER_NAME = "hauspost.localhost"
+DEMO_DATA_DIR = Path(".demo")
+
+
+
+@click.command()
+@click.option("--server-name", required=True,
+              help="The company's Matrix domain, e.g. example.com (user IDs end in it).")
+@click.option("-d", "--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("hauspost-data"), show_default=True, envvar="HAUSPOST_DATA_DIR",
+              help="Where config, keys and data go.")
+@click.option("--bind", "bind_address", default="127.0.0.1", show_default=True,
+              help="Listen address of the client API (keep loopback behind a TLS proxy).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8008, show_default=True)
+@click.option("--public-url", default=None,
+              help="The URL clients use (e.g. https://matrix.example.com); default: the listener.")
+@click.option("--database-url", default=None,
+              help="postgresql://user:password@host:5432/synapse (default: SQLite in the data dir).")
+@click.option("--ldap-uri", default=None, help="Enable LDAP login: ldap:// or ldaps:// URI.")
+@click.option("--ldap-base", default=None, help="Base DN of employee entries.")
+@click.option("--ldap-bind-dn", default=None, help="DN to bind as for searches.")
+@click.option("--ldap-bind-password-file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="File holding the bind password (never on the command line).")
+@click.option("--ldap-start-tls", is_flag=True, help="Use StartTLS on an ldap:// URI.")
+@click.option("--ldap-login-attribute", default="uid", show_default=True,
+              help="Attribute employees log in with; also their Matrix localpart.")
+def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_url: str | None,
+         database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
+         ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
+         ldap_login_attribute: str) -> None:
+    """Write a hardened homeserver config, secrets and Element config into a data directory.
+
+    Re-running it rewrites the config files (the old version is kept as *.bak) but never
+    touches keys or secrets.
+
+    Example: hauspost init --server-name example.com -d /var/lib/hauspost
+    """
+    ldap = None
+    if ldap_uri:
+        if not ldap_base:
+            raise ConfigError("is required with --ldap-uri", key="--ldap-base")
+        ldap = LdapSettings(uri=ldap_uri, base_dn=ldap_base, bind_dn=ldap_bind_dn,
+                            bind_password_file=(ldap_bind_password_file.resolve()
+                                                if ldap_bind_password_file else None),
+                            start_tls=ldap_start_tls, localpart_attribute=ldap_login_attribute)
+        if ldap_bind_dn and not ldap_bind_password_file:
+            raise ConfigError("is required with --ldap-bind-dn", key="--ldap-bind-password-file")
+    result = init_data_dir(InitRequest(
+        server_name=server_name, data_dir=data_dir, bind_address=bind_address, port=port,
+        public_baseurl=public_url, database_url=database_url, ldap=ldap))
+    for path in result.written:
+        click.echo(f"wrote {path}")
+    for path in result.kept:
+        click.echo(f"kept  {path} (secrets are never overwritten)")
+    click.echo(f"Next: hauspost run -d {data_dir}", err=True)
+
+
+class _StopRequestedError(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequestedError(signum)
+
+
+def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
+                  seed: bool = False) -> int:
+    """Start Synapse, wait until healthy, bootstrap the service account, wait for a signal."""
+    process = SynapseProcess(settings.homeserver_config)
+    started = time.monotonic()
+    process.start()
+    old_term = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        process.wait_healthy(timeout=120)
+        asyncio.run(ensure_service_token(settings))
+        if seed:
+            from provisioner.demo import seed_demo_accounts
+
+            lines = asyncio.run(seed_demo_accounts(settings))
+            on_ready = (on_ready or []) + lines
+        ready = time.monotonic() - started
+        click.echo(f"Hauspost homeserver for {settings.server_name} is ready "
+                   f"({ready:.1f} s).", err=True)
+        click.echo(f"  Homeserver URL for Element / Element X: {settings.homeserver_url}",
+                   err=True)
+        for line in on_ready or []:
+            click.echo("  " + line, err=True)
+        click.echo("  Stop with Ctrl-C.", err=True)
+        assert process.proc is not None  # noqa: S101 - started above
+        code = process.proc.wait()
+        click.echo(f"Synapse exited with code {code}; see {process.log_path}", err=True)
+        return code or 1
+    except (KeyboardInterrupt, _StopRequestedError):
+        # A second Ctrl-C / SIGTERM must not cut the clean stop short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        click.echo("Stopping Synapse…", err=True)
+        code = process.stop()
+        click.echo("Stopped.", err=True)
+        return 0 if code in (0, -signal.SIGTERM, None) else int(code)
+    finally:
+        process.stop()
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@click.command()
+@click.option("-d", "--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("hauspost-data"), show_default=True, envvar="HAUSPOST_DATA_DIR",
+              help="Data directory written by `hauspost init`.")
+def run(data_dir: Path) -> None:
+    """Start Synapse with the hardened config and our modules; stop cleanly on Ctrl-C/SIGTERM.
+
+    Example: hauspost run -d /var/lib/hauspost
+    """
+    settings = load_settings(data_dir)
+    sys.exit(serve_synapse(settings))
+
+
+@click.command()
+@click.option("-d", "--data-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=DEMO_DATA_DIR, show_default=True, help="Where the demo keeps its data.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8008, show_default=True)
+def demo(data_dir: Path, port: int) -> None:
+    """Run a demo company: init, demo employees from config/demo/employees.csv, run.
+
+    Everything on loopback with SQLite; log in from Element with the printed password.
+
+    Example: hauspost demo
+    """
+    result = init_data_dir(InitRequest(server_name=DEMO_SERVER_NAME, data_dir=data_dir,
+                                       port=port))
+    settings = load_settings(result.data_dir)
+    sys.exit(serve_synapse(settings, seed=True))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(init)
+    group.add_command(run)
+    group.add_command(demo)
