@@ -157,13 +157,13 @@ def parse_settings(data: object, file: Path) -> Settings:
 
 def load_settings(path: Path) -> Settings:
     """Read and validate a `hauspost.yaml` (or the one inside a data directory)."""
-    if path.is_dir():
+    if path.is_dir() or path.suffix not in (".yaml", ".yml"):
         path = path / SETTINGS_FILE
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            "not found; run `hauspost init` first or pass --config", file=str(path)
+            "not found; run `hauspost init` first (or pass the right --data-dir)", file=str(path)
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=str(path)) from None

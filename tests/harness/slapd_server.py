@@ -28,12 +28,15 @@ class SlapdMissingError(RuntimeError):
     pass
 
 
-def find_slapd() -> tuple[str, str]:
-    slapd = shutil.which("slapd") or ("/usr/sbin/slapd" if Path("/usr/sbin/slapd").exists()
-                                      else None)
-    slapadd = shutil.which("slapadd") or ("/usr/sbin/slapadd"
-                                          if Path("/usr/sbin/slapadd").exists() else None)
-    if not slapd or not slapadd or not (SCHEMA_DIR / "inetorgperson.schema").exists():
+def find_slapd(path: str | None = None, sbin: Path = Path("/usr/sbin"),
+               schema_dir: Path = SCHEMA_DIR) -> tuple[str, str]:
+    """Locate slapd and slapadd (Debian keeps them in /usr/sbin, often not on PATH)."""
+    def locate(name: str) -> str | None:
+        return shutil.which(name, path=path) or (str(sbin / name) if (sbin / name).exists()
+                                                 else None)
+
+    slapd, slapadd = locate("slapd"), locate("slapadd")
+    if not slapd or not slapadd or not (schema_dir / "inetorgperson.schema").exists():
         raise SlapdMissingError(
             "slapd is not installed: the LDAP tests need the Debian packages slapd and "
             "ldap-utils (`apt-get install -y slapd ldap-utils`; .ci/run installs them)"
