@@ -33,6 +33,8 @@ DEMO_DATA_DIR = Path(".demo")
 @click.option("--port", type=click.IntRange(1, 65535), default=8008, show_default=True)
 @click.option("--public-url", default=None,
               help="The URL clients use (e.g. https://matrix.example.com); default: the listener.")
+@click.option("--behind-proxy", is_flag=True,
+              help="Trust X-Forwarded-For from a reverse proxy on this host (TLS in front).")
 @click.option("--database-url", default=None,
               help="postgresql://user:password@host:5432/synapse (default: SQLite in the data dir).")
 @click.option("--ldap-uri", default=None, help="Enable LDAP login: ldap:// or ldaps:// URI.")
@@ -44,7 +46,7 @@ DEMO_DATA_DIR = Path(".demo")
 @click.option("--ldap-login-attribute", default="uid", show_default=True,
               help="Attribute employees log in with; also their Matrix localpart.")
 def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_url: str | None,
-         database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
+         behind_proxy: bool, database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
          ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
          ldap_login_attribute: str) -> None:
     """Write a hardened homeserver config, secrets and Element config into a data directory.
@@ -66,7 +68,8 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
             raise ConfigError("is required with --ldap-bind-dn", key="--ldap-bind-password-file")
     result = init_data_dir(InitRequest(
         server_name=server_name, data_dir=data_dir, bind_address=bind_address, port=port,
-        public_baseurl=public_url, database_url=database_url, ldap=ldap))
+        public_baseurl=public_url, behind_proxy=behind_proxy, database_url=database_url,
+        ldap=ldap))
     for path in result.written:
         click.echo(f"wrote {path}")
     for path in result.kept:

@@ -40,6 +40,7 @@ class InitRequest:
     port: int = 8008
     public_baseurl: str | None = None
     database_url: str | None = None
+    behind_proxy: bool = False
     service_localpart: str = "hauspost"
     ldap: LdapSettings | None = None
 
@@ -158,6 +159,7 @@ def init_data_dir(req: InitRequest) -> InitResult:
         port=req.port,
         public_baseurl=req.public_baseurl,
         database_url=req.database_url,
+        behind_proxy=req.behind_proxy,
         modules=default_modules(req.server_name, service_user_id, req.ldap),
     )
     settings_text = yaml.safe_dump(settings_document(req, opts.baseurl), sort_keys=False)
