@@ -11,6 +11,7 @@ that goes into a DN with `escape_rdn`; filters and DNs from the config are the a
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -119,6 +120,8 @@ class LdapSource:
     def __init__(self, settings: LdapSettings, *, server_name: str | None = None) -> None:
         self.settings = settings
         self.server_name = server_name
+        #: Search requests the last read's employee search needed (one per page).
+        self.last_page_count = 0
         self.amap = AttributeMap.from_options(
             localpart=settings.localpart_attribute,
             display_name=settings.display_name_attribute,
@@ -139,34 +142,46 @@ class LdapSource:
         conn = ldap3.Connection(
             server, user=s.bind_dn, password=password, read_only=True,
             raise_exceptions=False, auto_referrals=False,
-            receive_timeout=s.source.receive_timeout,
+            # ldap3 packs this into a struct for SO_RCVTIMEO: whole seconds only.
+            receive_timeout=math.ceil(s.source.receive_timeout),
         )
         who = s.bind_dn or "anonymous"
         try:
-            conn.open()
-            if s.start_tls and not conn.start_tls():
+            try:
+                conn.open()
+            except LDAPException as exc:
                 raise DirectoryUnavailableError(
-                    f"StartTLS with {s.uri} failed: {conn.result.get('description')} "
-                    f"{conn.result.get('message') or ''}".rstrip()
-                )
-            if not conn.bind():
+                    f"cannot connect to LDAP server {s.uri} as {who}: {exc}"
+                ) from None
+            if s.start_tls:
+                # Never fall back to plain text: the bind below sends the password.
+                try:
+                    started = conn.start_tls()
+                except LDAPException as exc:
+                    raise DirectoryUnavailableError(
+                        f"StartTLS with {s.uri} failed: {exc}") from None
+                if not started:
+                    raise DirectoryUnavailableError(
+                        f"StartTLS with {s.uri} failed: {conn.result.get('description')}")
+            try:
+                bound = conn.bind()
+            except LDAPException as exc:
                 raise DirectoryUnavailableError(
-                    f"LDAP bind to {s.uri} as {who} failed: {conn.result.get('description')}"
-                )
-        except LDAPException as exc:
-            conn.unbind()
-            raise DirectoryUnavailableError(
-                f"cannot connect to LDAP server {s.uri} as {who}: {exc}"
-            ) from None
+                    f"LDAP bind to {s.uri} as {who} failed: {exc}") from None
+            if not bound:
+                raise DirectoryUnavailableError(
+                    f"LDAP bind to {s.uri} as {who} failed: {conn.result.get('description')}")
         except DirectoryUnavailableError:
             conn.unbind()
             raise
         return conn
 
     def _paged(self, conn: ldap3.Connection, base: str, search_filter: str,
-               attributes: list[str]) -> Iterator[RawEntry]:
+               attributes: list[str], *, count_pages: bool = False) -> Iterator[RawEntry]:
         cookie: bytes | None = None
         while True:
+            if count_pages:
+                self.last_page_count += 1
             try:
                 conn.search(base, search_filter, ldap3.SUBTREE, attributes=attributes,
                             paged_size=self.settings.source.paged_size, paged_cookie=cookie,
@@ -221,7 +236,9 @@ class LdapSource:
                     stage = "allowed-groups search"
                     allowed_members = set(self._read_groups(conn, allowed_groups_filter(s)))
             stage = "employee search"
-            for entry in self._paged(conn, s.base_dn, user_filter(s), self.amap.attributes()):
+            self.last_page_count = 0
+            for entry in self._paged(conn, s.base_dn, user_filter(s), self.amap.attributes(),
+                                     count_pages=True):
                 raw_entries.append(entry)
         except _SearchFailedError as exc:
             complete = False
@@ -249,7 +266,7 @@ class LdapSource:
                 f"{mapped.unidentified} entries named neither an employee id nor a login; "
                 "their accounts cannot be told apart, so nobody is deactivated in this run",
             ))
-        logger.info("LDAP %s: %d employees read, %d problems, complete=%s",
-                    s.uri, len(employees), len(problems), complete)
+        logger.info("LDAP %s: %d employees read in %d pages, %d problems, complete=%s",
+                    s.uri, len(employees), self.last_page_count, len(problems), complete)
         return DirectoryRead(employees=employees, problems=tuple(problems), complete=complete,
                              source=self.name)

@@ -1,0 +1,262 @@
+"""The LDAP source against a real slapd: every test seeds its own OU and reads only that."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import ldap3
+import pytest
+
+from provisioner.directory.config import LdapSourceOptions
+from provisioner.directory.errors import DirectoryUnavailableError
+from provisioner.directory.ldap_source import LdapSource
+from provisioner.employee import Employee, SourceProblem, Status
+from provisioner.settings import LdapSettings
+from provisioner.synapse_process import free_port
+from tests.harness.ldap_seed import (
+    SeedPerson,
+    add_groups,
+    add_ou,
+    add_people,
+    make_people,
+    people_ldif,
+    unique_name,
+)
+from tests.harness.slapd_server import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    GROUPS_DN,
+    PEOPLE_DN,
+    SlapdServer,
+    start_slapd,
+)
+
+ODD_GROUP = "R&D (Berlin) *\\"
+
+
+@dataclass
+class Tree:
+    """A per-test subtree: people in `people_dn`, groups in `groups_dn`."""
+
+    conn: ldap3.Connection
+    people_dn: str
+    groups_dn: str
+    password_file: Path
+    uri: str
+
+    def settings(self, **source: Any) -> LdapSettings:
+        return LdapSettings(
+            uri=self.uri, base_dn=self.people_dn, bind_dn=ADMIN_DN,
+            bind_password_file=self.password_file,
+            source=LdapSourceOptions(groups_base_dn=self.groups_dn, **source),
+        )
+
+    def add(self, people: list[SeedPerson]) -> None:
+        add_people(self.conn, people, self.people_dn)
+
+    def groups(self, groups: dict[str, list[str]]) -> None:
+        add_groups(self.conn, groups, self.groups_dn, self.people_dn)
+
+    def dn(self, uid: str) -> str:
+        return f"uid={uid},{self.people_dn}"
+
+
+@pytest.fixture
+def tree(slapd: SlapdServer, tmp_path: Path) -> Iterator[Tree]:
+    conn = slapd.connection()
+    name = unique_name("t")
+    password_file = tmp_path / "bind_password"
+    password_file.write_text(ADMIN_PASSWORD + "\n", encoding="utf-8")
+    yield Tree(conn=conn, people_dn=add_ou(conn, name, PEOPLE_DN),
+               groups_dn=add_ou(conn, name, GROUPS_DN), password_file=password_file,
+               uri=slapd.uri)
+    conn.unbind()
+
+
+def person(uid: str, number: str | None, cn: str | None = None, **kw: Any) -> SeedPerson:
+    kw.setdefault("mail", f"{uid}@hauspost.test")
+    return SeedPerson(uid=uid, cn=cn or f"Person {uid}", employee_number=number, **kw)
+
+
+def test_reads_inet_org_person_with_group_of_names_groups(tree: Tree) -> None:
+    tree.add([
+        person("anna", "E1", "Anna Schmidt", department="Sales", location="Berlin"),
+        person("ben", "E2", "Ben Müller", department="IT", location="Köln", manager_uid="anna"),
+        person("cara", "E3", "Cara Nowak", manager_uid="anna"),
+    ])
+    tree.groups({"Sales": ["anna", "ben"], ODD_GROUP: ["ben"]})
+
+    read = LdapSource(tree.settings()).read()
+
+    assert read.complete is True
+    assert read.problems == ()
+    assert sorted(read.employees, key=lambda e: e.employee_id) == [
+        Employee("E1", "anna", "Anna Schmidt", "anna@hauspost.test", "Sales", "Berlin", None,
+                 frozenset({"Sales"})),
+        Employee("E2", "ben", "Ben Müller", "ben@hauspost.test", "IT", "Köln", "E1",
+                 frozenset({"Sales", ODD_GROUP})),
+        Employee("E3", "cara", "Cara Nowak", "cara@hauspost.test", None, None, "E1",
+                 frozenset()),
+    ]
+
+
+def test_entry_missing_a_required_attribute_is_reported_and_skipped(tree: Tree) -> None:
+    tree.add([person("anna", "E1"), person("nonumber", None), person("carl", "E3")])
+
+    read = LdapSource(tree.settings()).read()
+
+    assert sorted(e.localpart for e in read.employees) == ["anna", "carl"]
+    assert read.problems == (SourceProblem(
+        tree.dn("nonumber"),
+        "missing required attribute 'employeeNumber' (employee_id); skipped",
+        employee_id=None, localpart="nonumber"),)
+    # Identified by login, so the planner can leave that account alone: still complete.
+    assert read.complete is True
+    assert read.skipped_localparts == {"nonumber"}
+
+
+def test_disabled_entry_is_read_as_inactive(tree: Tree) -> None:
+    tree.add([person("anna", "E1", extra={"employeeType": ["staff"]}),
+              person("dora", "E2", extra={"employeeType": ["Disabled"]})])
+
+    read = LdapSource(tree.settings(disabled_attribute="employeeType",
+                                    disabled_values=("disabled",))).read()
+
+    assert {e.localpart: e.status for e in read.employees} == {
+        "anna": Status.ACTIVE, "dora": Status.INACTIVE}
+    assert read.problems == ()
+
+
+def test_login_that_is_no_valid_localpart_is_reported(tree: Tree) -> None:
+    tree.add([person("anna", "E1"), person("jörg", "E2", mail="joerg@hauspost.test")])
+
+    read = LdapSource(tree.settings()).read()
+
+    assert [e.localpart for e in read.employees] == ["anna"]
+    assert len(read.problems) == 1
+    assert read.problems[0].location == f"uid=jörg,{tree.people_dn}"
+    assert read.problems[0].message == (
+        "login 'jörg' contains characters not allowed in a Matrix ID: 'ö' "
+        "(allowed: a-z 0-9 . _ = - /) (attribute 'uid'); skipped")
+    assert read.problems[0].employee_id == "E2"
+
+
+def test_duplicate_logins_and_ids_are_all_reported_and_none_kept(tree: Tree) -> None:
+    east = add_ou(tree.conn, "east", tree.people_dn)
+    west = add_ou(tree.conn, "west", tree.people_dn)
+    add_people(tree.conn, [person("sam", "E1"), person("ida", "E7")], east)
+    add_people(tree.conn, [person("sam", "E2"), person("ole", "E7"), person("eva", "E9")],
+               west)
+
+    read = LdapSource(tree.settings()).read()
+
+    assert [e.localpart for e in read.employees] == ["eva"]
+    got = {(p.location, p.message) for p in read.problems}
+    assert got == {
+        (f"uid=sam,{east}", f"duplicate login 'sam' (also at uid=sam,{west}); skipped"),
+        (f"uid=sam,{west}", f"duplicate login 'sam' (also at uid=sam,{east}); skipped"),
+        (f"uid=ida,{east}", f"duplicate employee id 'E7' (also at uid=ole,{west}); skipped"),
+        (f"uid=ole,{west}", f"duplicate employee id 'E7' (also at uid=ida,{east}); skipped"),
+    }
+    assert read.skipped_employee_ids == {"E1", "E2", "E7"}
+
+
+@pytest.mark.parametrize("configured", ["*", "R&D*", "Other)(cn=*", "*)(|(cn=*"])
+def test_allowed_group_value_with_filter_characters_does_not_inject(
+    tree: Tree, configured: str
+) -> None:
+    tree.add([person("anna", "E1"), person("ben", "E2"), person("cara", "E3")])
+    tree.groups({ODD_GROUP: ["anna", "ben"], "Other": ["cara"]})
+
+    read = LdapSource(tree.settings(allowed_groups=(configured,))).read()
+
+    # Each value is a literal group name that no group has: nobody matches.
+    assert read.employees == ()
+    assert read.problems == ()
+    assert read.complete is True
+
+
+def test_allowed_group_with_filter_characters_matches_literally(tree: Tree) -> None:
+    tree.add([person("anna", "E1"), person("ben", "E2"), person("cara", "E3")])
+    tree.groups({ODD_GROUP: ["anna", "ben"], "Other": ["cara"]})
+
+    read = LdapSource(tree.settings(allowed_groups=(ODD_GROUP,))).read()
+
+    assert sorted(e.localpart for e in read.employees) == ["anna", "ben"]
+    assert read.employees[0].groups == frozenset({ODD_GROUP})
+
+
+def test_wrong_bind_password_raises_a_clear_error_without_the_password(tree: Tree) -> None:
+    tree.password_file.write_text("not-the-password\n", encoding="utf-8")
+
+    with pytest.raises(DirectoryUnavailableError) as caught:
+        LdapSource(tree.settings()).read()
+
+    message = str(caught.value)
+    assert message == f"LDAP bind to {tree.uri} as {ADMIN_DN} failed: invalidCredentials"
+    assert "not-the-password" not in message
+
+
+def test_start_tls_refused_by_the_server_is_an_error_not_a_plaintext_fallback(
+    tree: Tree
+) -> None:
+    settings = replace(tree.settings(), start_tls=True)
+
+    with pytest.raises(DirectoryUnavailableError) as caught:
+        LdapSource(settings).read()
+
+    assert str(caught.value).startswith(f"StartTLS with {tree.uri} failed:")
+
+
+def test_unreachable_server_raises_a_clear_error(tree: Tree) -> None:
+    uri = f"ldap://127.0.0.1:{free_port()}"
+    settings = replace(tree.settings(connect_timeout=2.0), uri=uri)
+
+    with pytest.raises(DirectoryUnavailableError) as caught:
+        LdapSource(settings).read()
+
+    assert str(caught.value).startswith(f"cannot connect to LDAP server {uri} as {ADMIN_DN}:")
+
+
+def test_failed_search_returns_an_incomplete_read_instead_of_raising(tree: Tree) -> None:
+    settings = replace(tree.settings(), base_dn=f"ou=missing,{tree.people_dn}")
+
+    read = LdapSource(settings).read()
+
+    assert read.complete is False
+    assert read.employees == ()
+    assert len(read.problems) == 1
+    assert read.problems[0].location == f"{tree.uri} ou=missing,{tree.people_dn}"
+    assert read.problems[0].message.startswith(
+        "employee search failed after 0 entries: noSuchObject (code 32)")
+
+
+@pytest.fixture(scope="module")
+def big_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
+    """A separate slapd loaded offline with 2,500 employees (slapadd is far faster)."""
+    server = start_slapd(tmp_path_factory.mktemp("slapd2500"),
+                         seed_ldif=people_ldif(make_people(2500)))
+    yield server
+    server.stop()
+
+
+def test_paged_search_returns_every_entry(big_slapd: SlapdServer, tmp_path: Path) -> None:
+    password_file = tmp_path / "bind_password"
+    password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    settings = LdapSettings(uri=big_slapd.uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN,
+                            bind_password_file=password_file,
+                            source=LdapSourceOptions(paged_size=300, group_mode="none"))
+    source = LdapSource(settings)
+
+    read = source.read()
+
+    assert read.complete is True
+    assert read.problems == ()
+    assert {e.employee_id for e in read.employees} == {f"E{i:05d}" for i in range(2500)}
+    assert source.last_page_count == 9  # ceil(2500 / 300)
+    by_id = {e.employee_id: e for e in read.employees}
+    assert by_id["E01234"].manager_id == "E01230"
+    assert by_id["E01230"].manager_id == "E00000"
