@@ -71,6 +71,7 @@ def _register_subcommands() -> None:
     from provisioner.cli_server import register as register_server
 
     register_server(main)
+    __import__("provisioner.cli_accounts", fromlist=["register"]).register(main)
 
 
 _register_subcommands()

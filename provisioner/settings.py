@@ -20,6 +20,7 @@ from provisioner.directory.config import (
 )
 from provisioner.errors import ConfigError
 from provisioner.servername import validate_server_name
+from provisioner.sync_settings import SyncSettings, parse_sync
 from provisioner.validation import Section
 
 SETTINGS_FILE = "hauspost.yaml"
@@ -56,6 +57,8 @@ class Settings:
     protected_accounts: tuple[str, ...] = field(default_factory=tuple)
     #: Which directory sources `sync` reads (provisioner/directory/config.py).
     directory: DirectoryConfig | None = None
+    #: How `hauspost sync` applies changes (provisioner/sync_settings.py).
+    sync: SyncSettings = field(default_factory=SyncSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -138,6 +141,7 @@ def parse_settings(data: object, file: Path) -> Settings:
     directory_section = top.section("directory")
     directory = (parse_directory(directory_section, base, has_ldap=ldap is not None)
                  if directory_section else None)
+    sync = parse_sync(top.section("sync"), base)
     protected = tuple(top.str_list("protected_accounts"))
     top.done()
     assert hs_config is not None and token_file is not None  # noqa: S101 - defaults set
@@ -152,6 +156,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         ldap=ldap,
         protected_accounts=protected,
         directory=directory,
+        sync=sync,
     )
 
 

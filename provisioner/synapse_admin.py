@@ -137,7 +137,9 @@ class SynapseAdmin:
     async def list_accounts(self, page_size: int = 500) -> list[AccountState]:
         """Every local account, deactivated ones included (guests excluded)."""
         out: list[AccountState] = []
-        params: dict[str, Any] = {"limit": page_size, "guests": "false", "deactivated": "true"}
+        # locked=true: without it Synapse leaves locked accounts out of the list.
+        params: dict[str, Any] = {"limit": page_size, "guests": "false", "deactivated": "true",
+                                  "locked": "true"}
         while True:
             data = (await self.request("GET", "/_synapse/admin/v2/users", params=params)).json()
             for u in data.get("users", []):
@@ -172,3 +174,53 @@ class SynapseAdmin:
         """Revokes tokens, deletes devices and pushers, parts all rooms (Synapse admin API)."""
         await self.request("POST", f"/_synapse/admin/v1/deactivate/{q(user_id)}",
                            json={"erase": erase})
+
+    # --- provisioning (apply / offboard) ---------------------------------------------
+
+    async def create_account(self, user_id: str, *, display_name: str, email: str | None,
+                             password: str | None = None) -> None:
+        """Create an account. Without a password it has no local password at all: with LDAP
+        login on, the directory password is the only way in."""
+        body: dict[str, Any] = {"displayname": display_name, "admin": False}
+        if email:
+            body["threepids"] = [{"medium": "email", "address": email}]
+        if password is not None:
+            body["password"] = password
+        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
+                           ok=(200, 201))
+
+    async def set_display_name(self, user_id: str, display_name: str) -> None:
+        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}",
+                           json={"displayname": display_name}, ok=(200, 201))
+
+    async def set_email(self, user_id: str, email: str | None) -> None:
+        """Replace the account's e-mail addresses with this one (or none)."""
+        threepids = [{"medium": "email", "address": email}] if email else []
+        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}",
+                           json={"threepids": threepids}, ok=(200, 201))
+
+    async def reactivate(self, user_id: str, *, display_name: str, email: str | None,
+                         password: str | None = None) -> None:
+        """Activate a deactivated account again and restore its profile (deactivation
+        removed the e-mail addresses, erasure also the display name)."""
+        body: dict[str, Any] = {"deactivated": False, "displayname": display_name,
+                                "threepids": ([{"medium": "email", "address": email}]
+                                              if email else [])}
+        if password is not None:
+            body["password"] = password
+            body["logout_devices"] = True
+        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
+                           ok=(200, 201))
+
+    async def list_devices(self, user_id: str) -> list[str]:
+        resp = await self.request("GET", f"/_synapse/admin/v2/users/{q(user_id)}/devices")
+        return [str(d["device_id"]) for d in resp.json().get("devices", [])]
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Delete devices and their access tokens."""
+        await self.request("POST", f"/_synapse/admin/v2/users/{q(user_id)}/delete_devices",
+                           json={"devices": device_ids})
+
+    async def joined_rooms(self, user_id: str) -> list[str]:
+        resp = await self.request("GET", f"/_synapse/admin/v1/users/{q(user_id)}/joined_rooms")
+        return [str(r) for r in resp.json().get("joined_rooms", [])]

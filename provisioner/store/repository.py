@@ -1,0 +1,173 @@
+"""Repository functions over the store. Links are inserted once; audit rows only appended.
+
+There is deliberately no function that updates or deletes an audit row or a link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provisioner.employee import Employee
+from provisioner.planner import Link
+from provisioner.store.models import AccountRow, AuditRow, EmployeeRow, RunRow
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+def load_links(session: Session) -> list[Link]:
+    rows = session.execute(select(AccountRow.employee_id, AccountRow.user_id, AccountRow.email,
+                                  AccountRow.hold)).all()
+    return [Link(employee_id=r[0], user_id=r[1], email=r[2], hold=bool(r[3])) for r in rows]
+
+
+def get_account(session: Session, user_id: str) -> AccountRow | None:
+    return session.get(AccountRow, user_id)
+
+
+def get_account_by_employee(session: Session, employee_id: str) -> AccountRow | None:
+    return session.scalars(
+        select(AccountRow).where(AccountRow.employee_id == employee_id)).first()
+
+
+def insert_link(session: Session, *, employee_id: str, user_id: str, now: datetime,
+                run_id: int | None, display_name: str | None, email: str | None) -> AccountRow:
+    """Store the employee <-> account link. Raises IntegrityError if either side is taken."""
+    row = AccountRow(user_id=user_id, employee_id=employee_id, created_at=now,
+                     created_run_id=run_id, display_name=display_name, email=email,
+                     active=True, hold=False)
+    session.add(row)
+    return row
+
+
+def record_applied(row: AccountRow, *, display_name: str | None = None,
+                   email: str | None = None, set_email: bool = False) -> None:
+    if display_name is not None:
+        row.display_name = display_name
+    if set_email:
+        row.email = email
+
+
+def record_deactivated(row: AccountRow, *, now: datetime, reason: str, hold: bool) -> None:
+    row.active = False
+    row.deactivated_at = now
+    row.deactivation_reason = reason
+    row.hold = hold or row.hold
+
+
+def record_reactivated(row: AccountRow) -> None:
+    row.active = True
+    row.hold = False
+    row.deactivated_at = None
+    row.deactivation_reason = None
+
+
+# --- employees ---------------------------------------------------------------------------
+
+
+def _employee_values(e: Employee, source: str) -> dict[str, Any]:
+    return {"localpart": e.localpart, "display_name": e.display_name, "email": e.email,
+            "status": e.status.value, "leave_date": e.leave_date, "source": source}
+
+
+def save_employees(session: Session, employees: Iterable[Employee], *, source: str,
+                   now: datetime) -> int:
+    """Insert new and update changed employee records; returns how many rows changed."""
+    existing = {row.employee_id: row for row in session.scalars(select(EmployeeRow))}
+    changed = 0
+    for emp in employees:
+        values = _employee_values(emp, source)
+        row = existing.get(emp.employee_id)
+        if row is None:
+            session.add(EmployeeRow(employee_id=emp.employee_id, first_seen_at=now,
+                                    updated_at=now, **values))
+            changed += 1
+        elif any(getattr(row, k) != v for k, v in values.items()):
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = now
+            changed += 1
+    return changed
+
+
+def get_employee(session: Session, employee_id: str) -> EmployeeRow | None:
+    return session.get(EmployeeRow, employee_id)
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def start_run(session: Session, *, kind: str, actor: str, now: datetime, dry_run: bool,
+              forced: bool) -> RunRow:
+    run = RunRow(kind=kind, actor=actor, started_at=now, dry_run=dry_run, forced=forced,
+                 status="running")
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run_id: int, *, now: datetime, status: str,
+               summary: dict[str, Any]) -> None:
+    run = session.get(RunRow, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} not found")
+    run.finished_at = now
+    run.status = status
+    run.summary = summary
+
+
+def get_run(session: Session, run_id: int) -> RunRow | None:
+    return session.get(RunRow, run_id)
+
+
+# --- audit -------------------------------------------------------------------------------
+
+
+def append_audit(session: Session, *, actor: str, action: str, target: str, now: datetime,
+                 reason: str | None = None, run_id: int | None = None,
+                 details: dict[str, Any] | None = None) -> AuditRow:
+    row = AuditRow(at=now, actor=actor, action=action, target=target, reason=reason,
+                   run_id=run_id, details=details)
+    session.add(row)
+    return row
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    run_id: int | None = None
+    limit: int | None = None
+
+
+def query_audit(session: Session, query: AuditQuery) -> Sequence[AuditRow]:
+    """Audit rows matching every given filter, oldest first (bound parameters only)."""
+    stmt = select(AuditRow)
+    if query.since is not None:
+        stmt = stmt.where(AuditRow.at >= query.since)
+    if query.until is not None:
+        stmt = stmt.where(AuditRow.at < query.until)
+    if query.actor is not None:
+        stmt = stmt.where(AuditRow.actor == query.actor)
+    if query.action is not None:
+        stmt = stmt.where(AuditRow.action == query.action)
+    if query.target is not None:
+        stmt = stmt.where(AuditRow.target == query.target)
+    if query.run_id is not None:
+        stmt = stmt.where(AuditRow.run_id == query.run_id)
+    stmt = stmt.order_by(AuditRow.id)
+    if query.limit is not None:
+        # Newest N, still printed oldest first.
+        inner = stmt.order_by(None).order_by(AuditRow.id.desc()).limit(query.limit).subquery()
+        return list(reversed(session.scalars(
+            select(AuditRow).join(inner, AuditRow.id == inner.c.id).order_by(AuditRow.id.desc())
+        ).all()))
+    return session.scalars(stmt).all()

@@ -1,0 +1,205 @@
+"""One `plan` or `sync` run: read the directory, read Synapse and the store, plan, guard,
+apply, record. The adapters around the pure planner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from provisioner.apply import ApplyOptions, ApplyResult, apply_plan
+from provisioner.employee import DirectoryRead
+from provisioner.errors import ConfigError
+from provisioner.planner import (
+    Account,
+    GuardSettings,
+    MassDeactivationError,
+    Plan,
+    PlanPolicy,
+    build_plan,
+    check_guard,
+    guard_trips,
+)
+from provisioner.run_lock import run_lock
+from provisioner.settings import Settings
+from provisioner.store import Store, open_store
+from provisioner.store import repository as repo
+from provisioner.synapse_admin import SynapseAdmin
+
+logger = logging.getLogger(__name__)
+
+DirectoryReader = Callable[[Settings], DirectoryRead]
+
+
+def default_reader(settings: Settings) -> DirectoryRead:
+    from provisioner.directory.read import read_directory
+
+    return read_directory(settings)
+
+
+def policy_for(settings: Settings) -> PlanPolicy:
+    protected = frozenset({settings.service_user_id, *settings.protected_accounts,
+                           *settings.sync.protected_accounts})
+    tz = settings.directory.time_zone if settings.directory is not None else ZoneInfo("UTC")
+    return PlanPolicy(server_name=settings.server_name, protected=protected,
+                      guard=GuardSettings(settings.sync.guard_max_count,
+                                          settings.sync.guard_max_share),
+                      time_zone=tz)
+
+
+def initial_password(settings: Settings) -> str | None:
+    path = settings.sync.initial_password_file
+    if path is None:
+        return None
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}",
+                          file=str(settings.file), key="sync.initial_password_file") from None
+    if not value:
+        raise ConfigError(f"{path} is empty", file=str(settings.file),
+                          key="sync.initial_password_file")
+    return value
+
+
+@dataclass
+class SyncOutcome:
+    plan: Plan
+    dry_run: bool
+    run_id: int | None = None
+    result: ApplyResult = field(default_factory=ApplyResult)
+    #: Admin-API writes this run made (0 for a dry run and for a no-op sync).
+    writes: int = 0
+    seconds: float = 0.0
+    guard_would_trip: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.result.failures:
+            return "failed"
+        if self.plan.problems:
+            return "partial"
+        return "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "status": self.status,
+            "plan": self.plan.to_json(),
+            "applied": dict(self.result.applied),
+            "failures": [{"action": f.action.to_json(), "error": f.error}
+                         for f in self.result.failures],
+            "synapse_writes": self.writes,
+            "seconds": round(self.seconds, 3),
+            "guard_would_trip": self.guard_would_trip,
+        }
+
+
+async def _current_accounts(admin: SynapseAdmin) -> list[Account]:
+    states = await admin.list_accounts(page_size=1000)
+    return [Account(user_id=s.user_id, display_name=s.display_name, deactivated=s.deactivated,
+                    admin=s.admin) for s in states]
+
+
+async def compute_plan(settings: Settings, store: Store, admin: SynapseAdmin,
+                       directory: DirectoryRead, now: datetime) -> Plan:
+    accounts = await _current_accounts(admin)
+    with store.session() as session:
+        links = repo.load_links(session)
+    return build_plan(directory, links, accounts, policy_for(settings), now)
+
+
+async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
+                   force: bool = False, now: datetime | None = None, actor: str,
+                   progress: bool = True, reader: DirectoryReader = default_reader,
+                   store: Store | None = None) -> SyncOutcome:
+    """Plan, and unless `dry_run`, apply. Raises MassDeactivationError (nothing changed)
+    when the guard trips and `force` is not given."""
+    started = time.monotonic()
+    now = now or datetime.now(UTC)
+    own_store = store is None
+    store = store or open_store(settings.store_url)
+    try:
+        if dry_run:
+            return await _plan_only(settings, token, store, now, reader, started)
+        with run_lock(store, "sync", holder=actor):
+            return await _sync_locked(settings, token, store, now, reader, started,
+                                      force=force, actor=actor, progress=progress)
+    finally:
+        if own_store:
+            store.close()
+
+
+async def _plan_only(settings: Settings, token: str, store: Store, now: datetime,
+                     reader: DirectoryReader, started: float) -> SyncOutcome:
+    directory = await asyncio.to_thread(reader, settings)
+    async with SynapseAdmin(settings.homeserver_url, token) as admin:
+        plan = await compute_plan(settings, store, admin, directory, now)
+        writes = admin.writes
+    return SyncOutcome(plan=plan, dry_run=True, writes=writes,
+                       seconds=time.monotonic() - started,
+                       guard_would_trip=guard_trips(plan, policy_for(settings).guard))
+
+
+async def _sync_locked(settings: Settings, token: str, store: Store, now: datetime,
+                       reader: DirectoryReader, started: float, *, force: bool, actor: str,
+                       progress: bool) -> SyncOutcome:
+    directory = await asyncio.to_thread(reader, settings)
+    policy = policy_for(settings)
+    async with SynapseAdmin(settings.homeserver_url, token) as admin:
+        plan = await compute_plan(settings, store, admin, directory, now)
+        tripped = guard_trips(plan, policy.guard)
+        try:
+            check_guard(plan, policy.guard, force=force)
+        except MassDeactivationError as exc:
+            with store.session() as session:
+                run = repo.start_run(session, kind="sync", actor=actor, now=now,
+                                     dry_run=False, forced=False)
+                repo.append_audit(session, actor=actor, action="sync.guard_refused",
+                                  target=directory.source or "directory", now=now,
+                                  run_id=run.id, reason=str(exc),
+                                  details={"deactivations": exc.count,
+                                           "managed_active": exc.managed})
+                repo.finish_run(session, run.id, now=datetime.now(UTC), status="refused",
+                                summary={"counts": plan.counts()})
+            raise
+        with store.session() as session:
+            run = repo.start_run(session, kind="sync", actor=actor, now=now, dry_run=False,
+                                 forced=force)
+            run_id = run.id
+            repo.save_employees(session, directory.employees, source=directory.source,
+                                now=now)
+            if force and tripped:
+                repo.append_audit(session, actor=actor, action="sync.guard_overridden",
+                                  target=directory.source or "directory", now=now,
+                                  run_id=run_id, reason="--force",
+                                  details={"deactivations": len(plan.deactivations),
+                                           "managed_active": plan.managed_active})
+        options = ApplyOptions(concurrency=settings.sync.concurrency,
+                               initial_password=initial_password(settings),
+                               progress=progress)
+        outcome = SyncOutcome(plan=plan, dry_run=False, run_id=run_id,
+                              guard_would_trip=tripped)
+        completed = False
+        try:
+            outcome.result = await apply_plan(plan, admin=admin, store=store, run_id=run_id,
+                                              actor=actor, options=options)
+            completed = True
+        finally:
+            outcome.writes = admin.writes
+            outcome.seconds = time.monotonic() - started
+            with store.session() as session:
+                repo.finish_run(session, run_id, now=datetime.now(UTC),
+                                status=outcome.status if completed else "aborted",
+                                summary={"counts": plan.counts(),
+                                         "applied": dict(outcome.result.applied),
+                                         "failures": len(outcome.result.failures),
+                                         "problems": len(plan.problems),
+                                         "synapse_writes": outcome.writes})
+    return outcome

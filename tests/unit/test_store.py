@@ -1,0 +1,218 @@
+"""The store: migrations on a temp SQLite, append-only audit log, write-once links, run lock."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, inspect, text, update
+from sqlalchemy.exc import DatabaseError, IntegrityError
+
+from provisioner.employee import Employee, Status
+from provisioner.run_lock import RunLockedError, run_lock
+from provisioner.store import AppendOnlyError, Store, open_store
+from provisioner.store import repository as repo
+from provisioner.store.migrate import current_revision, head_revision
+from provisioner.store.models import AuditRow, RunLockRow
+
+NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = open_store(f"sqlite:///{tmp_path / 'state' / 'hauspost.db'}")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def _audit(store: Store, **kw: object) -> int:
+    with store.session() as s:
+        row = repo.append_audit(s, actor=str(kw.get("actor", "alice@host")),
+                                action=str(kw.get("action", "account.create")),
+                                target=str(kw.get("target", "@anna:corp.test")),
+                                now=kw.get("now", NOW),  # type: ignore[arg-type]
+                                reason="test", run_id=kw.get("run_id"),  # type: ignore[arg-type]
+                                details={"k": "v"})
+        s.flush()
+        return row.id
+
+
+def test_migrations_create_every_table_at_head(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"employees", "accounts", "runs", "audit_log", "run_lock",
+            "alembic_version"} <= tables
+    assert current_revision(store.engine) == head_revision() == "v0001"
+
+
+def test_reopening_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    first = open_store(url)
+    _audit(first)
+    first.close()
+    second = open_store(url)
+    with second.session() as s:
+        assert len(repo.query_audit(s, repo.AuditQuery())) == 1
+    second.close()
+
+
+def test_audit_update_is_refused_by_the_database(store: Store) -> None:
+    audit_id = _audit(store)
+    with pytest.raises(DatabaseError, match="audit_log is append-only"):
+        with store.engine.begin() as conn:
+            conn.execute(update(AuditRow).where(AuditRow.id == audit_id)
+                         .values(reason="covered up"))
+    with pytest.raises(DatabaseError, match="audit_log is append-only"):
+        with store.engine.begin() as conn:
+            conn.execute(delete(AuditRow))
+    with store.session() as s:
+        rows = repo.query_audit(s, repo.AuditQuery())
+        assert [(r.id, r.reason) for r in rows] == [(audit_id, "test")]
+
+
+def test_audit_update_is_refused_with_raw_sqlite(tmp_path: Path) -> None:
+    # Even outside our code (sqlite3 shell, another program) the trigger holds.
+    path = tmp_path / "raw.db"
+    s = open_store(f"sqlite:///{path}")
+    _audit(s)
+    s.close()
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE audit_log SET actor = 'mallory'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("DELETE FROM audit_log")
+    assert conn.execute("SELECT actor FROM audit_log").fetchall() == [("alice@host",)]
+    conn.close()
+
+
+def test_audit_change_through_the_orm_is_refused_in_code(store: Store) -> None:
+    audit_id = _audit(store)
+    with pytest.raises(AppendOnlyError):
+        with store.session() as s:
+            row = s.get(AuditRow, audit_id)
+            assert row is not None
+            row.reason = "changed"
+    with pytest.raises(AppendOnlyError):
+        with store.session() as s:
+            row = s.get(AuditRow, audit_id)
+            s.delete(row)
+    assert not hasattr(repo, "update_audit") and not hasattr(repo, "delete_audit")
+
+
+def test_link_is_written_once(store: Store) -> None:
+    with store.session() as s:
+        repo.insert_link(s, employee_id="E1", user_id="@anna:corp.test", now=NOW, run_id=None,
+                         display_name="Anna", email=None)
+    # Neither side can be linked a second time.
+    with pytest.raises(IntegrityError):
+        with store.session() as s:
+            repo.insert_link(s, employee_id="E1", user_id="@anna2:corp.test", now=NOW,
+                             run_id=None, display_name="Anna", email=None)
+    with pytest.raises(IntegrityError):
+        with store.session() as s:
+            repo.insert_link(s, employee_id="E2", user_id="@anna:corp.test", now=NOW,
+                             run_id=None, display_name="Anna", email=None)
+    # The ORM refuses to change it ...
+    with pytest.raises(AppendOnlyError):
+        with store.session() as s:
+            row = repo.get_account(s, "@anna:corp.test")
+            assert row is not None
+            row.employee_id = "E9"
+    # ... and so does the database.
+    with pytest.raises(DatabaseError, match="never changed"):
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE accounts SET user_id = '@x:corp.test'"))
+    with pytest.raises(DatabaseError, match="never changed"):
+        with store.engine.begin() as conn:
+            conn.execute(text("DELETE FROM accounts"))
+    # What we applied may change.
+    with store.session() as s:
+        row = repo.get_account(s, "@anna:corp.test")
+        assert row is not None
+        repo.record_deactivated(row, now=NOW, reason="left", hold=True)
+    with store.session() as s:
+        assert repo.load_links(s)[0].hold is True
+
+
+def test_audit_query_filters(store: Store) -> None:
+    with store.session() as s:
+        run = repo.start_run(s, kind="sync", actor="alice@host", now=NOW, dry_run=False,
+                             forced=False)
+        run_id = run.id
+    _audit(store, run_id=run_id)
+    _audit(store, action="account.deactivate", target="@bob:corp.test", run_id=run_id,
+           now=NOW + timedelta(hours=2))
+    _audit(store, actor="bob@host", action="account.offboard", target="@bob:corp.test",
+           now=NOW + timedelta(days=2))
+    with store.session() as s:
+        def q(**kw: object) -> list[str]:
+            return [r.action for r in repo.query_audit(s, repo.AuditQuery(**kw))]  # type: ignore[arg-type]
+        assert q() == ["account.create", "account.deactivate", "account.offboard"]
+        assert q(run_id=run_id) == ["account.create", "account.deactivate"]
+        assert q(actor="bob@host") == ["account.offboard"]
+        assert q(target="@bob:corp.test") == ["account.deactivate", "account.offboard"]
+        assert q(action="account.create") == ["account.create"]
+        assert q(since=NOW + timedelta(hours=1)) == ["account.deactivate", "account.offboard"]
+        assert q(limit=2) == ["account.deactivate", "account.offboard"]
+        # Filter values are bound parameters, never SQL.
+        assert q(actor="x' OR '1'='1") == []
+        row = repo.query_audit(s, repo.AuditQuery(action="account.create"))[0]
+        assert row.at == NOW and row.at.tzinfo is not None
+        assert row.details == {"k": "v"}
+
+
+def test_save_employees_only_writes_changes(store: Store) -> None:
+    anna = Employee("E1", "anna", "Anna", "a@x")
+    with store.session() as s:
+        assert repo.save_employees(s, [anna], source="ldap", now=NOW) == 1
+    with store.session() as s:
+        assert repo.save_employees(s, [anna], source="ldap", now=NOW) == 0
+    with store.session() as s:
+        renamed = Employee("E1", "anna", "Anna Weber", "a@x", status=Status.INACTIVE)
+        assert repo.save_employees(s, [renamed], source="ldap", now=NOW) == 1
+        row = repo.get_employee(s, "E1")
+        assert row is not None and row.display_name == "Anna Weber"
+        assert row.status == "inactive"
+
+
+def test_second_concurrent_run_is_refused(store: Store) -> None:
+    with run_lock(store, "sync", holder="alice@host"):
+        with pytest.raises(RunLockedError, match="another sync run is in progress: alice@host"):
+            with run_lock(store, "sync", holder="bob@host"):
+                pass  # pragma: no cover
+    # Released afterwards.
+    with run_lock(store, "sync", holder="bob@host"):
+        pass
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_over(store: Store) -> None:
+    import socket
+    import subprocess
+
+    proc = subprocess.Popen(["true"])  # a PID that has just exited
+    proc.wait()
+    with store.session() as s:
+        s.add(RunLockRow(name="sync", holder="crashed", host=socket.gethostname(),
+                         pid=proc.pid, acquired_at=NOW))
+    with run_lock(store, "sync", holder="alice@host"):
+        with store.session() as s:
+            row = s.get(RunLockRow, "sync")
+            assert row is not None and row.pid == os.getpid()
+
+
+def test_lock_held_on_another_host_is_respected(store: Store) -> None:
+    with store.session() as s:
+        s.add(RunLockRow(name="sync", holder="carol@ops2", host="ops2.example", pid=1,
+                         acquired_at=NOW))
+    with pytest.raises(RunLockedError, match=r"carol@ops2 \(pid 1 on ops2.example\)"):
+        with run_lock(store, "sync", holder="alice@host"):
+            pass  # pragma: no cover
+
+
+def test_a_bad_store_url_is_a_config_error() -> None:
+    from provisioner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="store.url"):
+        open_store("not a url")
