@@ -28,6 +28,7 @@ class HomeserverOptions:
     database_url: str | None = None  # None: SQLite in the data directory
     behind_proxy: bool = False
     max_upload_size: str = "50M"
+    media_lifetime: str = "365d"  # delete local files this long after their last download
     modules: list[ModuleEntry] = field(default_factory=list)
 
     @property
@@ -150,6 +151,7 @@ dynamic_thumbnails: false  # fixed thumbnail sizes only
 remote_media_download_burst_count: 0  # no media from other servers
 media_retention:
   remote_media_lifetime: 1d  # defence in depth: never keep remote media
+  local_media_lifetime: {y(opts.media_lifetime)}  # files nobody opened for this long are deleted
 
 # --- Push: notifications reveal nothing to Google / Apple. ---
 push:

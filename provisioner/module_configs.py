@@ -78,6 +78,27 @@ def encryption_policy() -> ModuleEntry:
     )
 
 
+def media_gate(max_upload_size: str = "50M") -> ModuleEntry:
+    """Files reach only the uploader's current room-mates; uploads checked; withdrawal."""
+    return ModuleEntry(
+        module="synapse_modules.media_gate.MediaGate",
+        config={
+            # Judged from the file's first bytes. E2EE attachments are ciphertext and
+            # always application/octet-stream: remove it and encrypted files are refused.
+            "allowed_media_types": [
+                "application/octet-stream", "image/png", "image/jpeg", "image/gif",
+                "image/webp", "image/heic", "application/pdf", "application/zip",
+                "text/plain", "video/mp4", "video/quicktime", "audio/ogg",
+            ],
+            "max_upload_size": max_upload_size,
+            "leaver_grace_period_days": 30,  # then a leaver's files are deleted
+            "sweep_interval_minutes": 60,
+            "sweep_worker": None,  # the main process (it holds the media store)
+        },
+        why="files reach only the uploader's room-mates; uploads checked; docs/media-control.md",
+    )
+
+
 def default_modules(server_name: str, service_user_id: str,
                     ldap: LdapSettings | None) -> list[ModuleEntry]:
     """All modules for a company homeserver, in the order Synapse should load them."""
@@ -86,4 +107,5 @@ def default_modules(server_name: str, service_user_id: str,
         entries.append(ldap_login(ldap))
     entries.append(membership_policy(service_user_id))
     entries.append(encryption_policy())
+    entries.append(media_gate())
     return entries

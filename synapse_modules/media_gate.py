@@ -1,0 +1,155 @@
+"""Files stay inside: who may download a local file, what may be uploaded, withdrawal.
+
+homeserver.yaml::
+
+    modules:
+      - module: synapse_modules.media_gate.MediaGate
+        config:
+          allowed_media_types: [image/png, image/jpeg, application/pdf,
+                                application/octet-stream]  # octet-stream: E2EE files
+          max_upload_size: 50M
+          leaver_grace_period_days: 30
+          sweep_interval_minutes: 60
+          sweep_worker: null  # the main process; name a worker that has the media store
+
+The rules are in synapse_modules/media_policy.py, the single wrapped Synapse internal
+in synapse_modules/media_internals.py, admin documentation in docs/media-control.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from io import BytesIO
+from typing import Any
+
+from synapse.module_api import NOT_SPAM, ModuleApi, Requester, SynapseRequest
+from synapse.module_api.errors import Codes, ConfigError, SynapseError
+
+from synapse_modules.media_internals import (
+    MediaRepositoryLike,
+    delete_local_media,
+    install_download_gate,
+    media_repository_of,
+)
+from synapse_modules.media_policy import (
+    MediaGateConfig,
+    detect_media_type,
+    may_fetch,
+    media_type_refusal,
+    parse_media_gate_config,
+    upload_size_allowed,
+)
+from synapse_modules.media_store import MediaStore
+from synapse_modules.media_withdraw import WITHDRAW_PATH, WithdrawResource
+
+logger = logging.getLogger(__name__)
+
+# Enough to recognise every signature in media_policy.detect_media_type.
+_SNIFF_BYTES = 4096
+
+_DAY_MS = 24 * 60 * 60 * 1000
+
+
+class _StopReadingError(Exception):
+    """Stops reading an upload once its first bytes are in."""
+
+
+class MediaGate:
+    def __init__(self, config: MediaGateConfig, api: ModuleApi) -> None:
+        self._config = config
+        self._api = api
+        self._store = MediaStore(api)
+        # Refuses to start (IncompatibleSynapseError) if the wrapped internal changed.
+        self._repo: MediaRepositoryLike | None = media_repository_of(api)
+        if self._repo is not None:
+            install_download_gate(self._repo, self._may_download)
+        api.register_spam_checker_callbacks(check_media_file_for_spam=self._check_upload)
+        api.register_media_repository_callbacks(
+            get_media_config_for_user=self._media_config_for_user,
+            is_user_allowed_to_upload_media_of_size=self._upload_size_allowed,
+        )
+        api.register_web_resource(WITHDRAW_PATH,
+                                  WithdrawResource(api, self._store, self._delete_now))
+        if config.sweep_worker == api.worker_name:
+            if self._repo is None:
+                raise ConfigError(
+                    "sweep_worker: this process runs the sweep but has no media repository "
+                    "(enable_media_repo is false); name the media worker instead",
+                    ("sweep_worker",))
+            # One process deletes; run_on_all_instances because sweep_worker chose it.
+            api.looping_background_call(self._sweep, config.sweep_interval_minutes * 60_000,
+                                        desc="hauspost_media_sweep", run_on_all_instances=True)
+
+    @staticmethod
+    def parse_config(config: dict[str, Any]) -> MediaGateConfig:
+        return parse_media_gate_config(config)
+
+    # --- downloads ------------------------------------------------------------------
+
+    async def _may_download(self, request: SynapseRequest, media_id: str) -> bool:
+        requester = request.requester
+        # Federation requests carry the origin server as a string; guests are off.
+        if not isinstance(requester, Requester) or requester.is_guest:
+            return False
+        user_id = requester.user.to_string()
+        if not self._api.is_mine(user_id):
+            return False
+        facts = await self._store.facts(media_id, user_id)
+        allowed = may_fetch(user_id, facts)
+        if not allowed:
+            logger.info("Refused media %s to %s", media_id, user_id)
+        return allowed
+
+    # --- uploads --------------------------------------------------------------------
+
+    async def _media_config_for_user(self, user_id: str) -> dict[str, Any]:
+        # Clients read m.upload.size and refuse too large files before uploading.
+        return {"m.upload.size": self._config.max_upload_bytes}
+
+    async def _upload_size_allowed(self, user_id: str, size: int) -> bool:
+        allowed = upload_size_allowed(self._config, size)
+        if not allowed:
+            logger.info("Refused upload of %d bytes by %s (limit %d)", size, user_id,
+                        self._config.max_upload_bytes)
+        return allowed
+
+    async def _check_upload(self, file_wrapper: Any, file_info: Any) -> Any:
+        # Thumbnails are made by Synapse itself; remote media is never fetched.
+        if getattr(file_info, "thumbnail", None) is not None or file_info.server_name:
+            return NOT_SPAM
+        buffer = BytesIO()
+
+        def collect(chunk: bytes) -> None:
+            buffer.write(chunk)
+            if buffer.tell() >= _SNIFF_BYTES:
+                raise _StopReadingError
+
+        try:
+            await file_wrapper.write_chunks_to(collect)
+        except _StopReadingError:
+            pass
+        detected = detect_media_type(buffer.getvalue()[:_SNIFF_BYTES])
+        refusal = media_type_refusal(self._config, detected)
+        if refusal is None:
+            return NOT_SPAM
+        logger.info("Refused upload %s: detected type %s", file_info.file_id, detected)
+        # Raised rather than returned: Synapse turns a returned code into a bare
+        # "Bad content"; the raised error reaches the client with our message.
+        raise SynapseError(403, refusal, Codes.FORBIDDEN)
+
+    # --- withdrawal and leavers -----------------------------------------------------
+
+    async def _delete_now(self, media_id: str) -> bool:
+        """Delete the bytes if this process holds the media store (else the sweep does)."""
+        if self._repo is None:
+            return False
+        return media_id in await delete_local_media(self._repo, [media_id])
+
+    async def _sweep(self) -> None:
+        assert self._repo is not None  # noqa: S101 - checked in __init__
+        now = self._api.get_current_time_msec()
+        due = await self._store.media_due_for_deletion(
+            now, self._config.leaver_grace_period_days * _DAY_MS)
+        deleted = await delete_local_media(self._repo, due)
+        if deleted:
+            logger.info("Deleted %d withdrawn or leavers' files", len(deleted))

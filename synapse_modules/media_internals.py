@@ -1,0 +1,141 @@
+"""The one place where Hauspost reaches into Synapse internals: the media repository.
+
+Synapse has no module hook for downloads (MSC3911 is still open). Every path that
+serves a local file or its thumbnail - `/_matrix/client/v1/media/{download,thumbnail}`,
+the legacy `/_matrix/media/{r0,v1,v3}/{download,thumbnail}` and
+`/_matrix/federation/v1/media/{download,thumbnail}` - first asks
+`MediaRepository.get_local_media_info(request, media_id, max_timeout_ms, ...)` for the
+file's metadata, after authentication has set `request.requester`. We wrap that one
+method on the process's single MediaRepository instance. Withdrawn and expired files
+are removed with the same object's `delete_local_media_ids`.
+
+Tested with Synapse 1.163.x. `check_media_repository` runs at start-up and refuses to
+let Synapse start when either method is gone or has changed shape, because a gate that
+silently stops being called would serve every file to everyone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, cast
+
+from synapse.module_api import ModuleApi, SynapseRequest
+from synapse.module_api.errors import Codes, SynapseError
+
+logger = logging.getLogger(__name__)
+
+TESTED_SYNAPSE = "1.163.x"
+
+# Parameter names (after self) the wrapper relies on, in order.
+GET_LOCAL_MEDIA_INFO_PARAMS = ("request", "media_id", "max_timeout_ms", "bypass_quarantine")
+DELETE_LOCAL_MEDIA_IDS_PARAMS = ("media_ids",)
+
+_GATED_MARK = "_hauspost_media_gate"
+
+Gate = Callable[[SynapseRequest, str], Awaitable[bool]]
+
+
+class IncompatibleSynapseError(RuntimeError):
+    """Raised at start-up: the internals the media gate wraps are not as expected."""
+
+
+class MediaRepositoryLike(Protocol):
+    """The part of synapse.media.media_repository.MediaRepository we use."""
+
+    async def get_local_media_info(self, request: SynapseRequest, media_id: str,
+                                   max_timeout_ms: int,
+                                   bypass_quarantine: bool = False) -> Any: ...
+
+    async def delete_local_media_ids(self, media_ids: list[str]) -> tuple[list[str], int]: ...
+
+
+def _refuse(what: str) -> IncompatibleSynapseError:
+    try:
+        from synapse import __version__ as running
+    except ImportError:  # pragma: no cover - Synapse always has it
+        running = "unknown"
+    return IncompatibleSynapseError(
+        f"Hauspost media gate: {what}. The gate was tested with Synapse {TESTED_SYNAPSE}; "
+        f"this is Synapse {running}. Without the gate every employee could download every "
+        "file, so Synapse must not start. Install a tested Synapse version "
+        "(pip install 'matrix-synapse>=1.163.2,<1.164') or adapt "
+        "synapse_modules/media_internals.py and its tests to the new Synapse."
+    )
+
+
+def _check_method(owner: object, name: str, params: tuple[str, ...]) -> None:
+    method = getattr(owner, name, None)
+    if method is None or not callable(method):
+        raise _refuse(f"MediaRepository.{name} is missing")
+    if not inspect.iscoroutinefunction(method):
+        raise _refuse(f"MediaRepository.{name} is no longer a coroutine function")
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        raise _refuse(f"MediaRepository.{name} has no inspectable signature") from None
+    found = tuple(signature.parameters)[: len(params)]
+    if found != params:
+        raise _refuse(f"MediaRepository.{name} takes ({', '.join(found)}) "
+                      f"instead of ({', '.join(params)})")
+
+
+def check_media_repository(repo: object) -> MediaRepositoryLike:
+    """Refuse (IncompatibleSynapseError) unless `repo` has both methods with the expected shape."""
+    _check_method(repo, "get_local_media_info", GET_LOCAL_MEDIA_INFO_PARAMS)
+    _check_method(repo, "delete_local_media_ids", DELETE_LOCAL_MEDIA_IDS_PARAMS)
+    return cast(MediaRepositoryLike, repo)
+
+
+def media_repository_of(api: ModuleApi) -> MediaRepositoryLike | None:
+    """This process's MediaRepository (checked), or None if this process serves no media.
+
+    A worker without the media repository never answers a download, so there is
+    nothing to gate there; it must not create a MediaRepository of its own either.
+    """
+    hs = getattr(api, "_hs", None)
+    if hs is None or not callable(getattr(hs, "get_media_repository", None)):
+        raise _refuse("the module API no longer exposes the homeserver's media repository")
+    media_config = getattr(getattr(hs, "config", None), "media", None)
+    can_load = getattr(media_config, "can_load_media_repo", None)
+    if not isinstance(can_load, bool):
+        raise _refuse("hs.config.media.can_load_media_repo is missing")
+    if not can_load:
+        return None
+    return check_media_repository(hs.get_media_repository())
+
+
+def install_download_gate(repo: MediaRepositoryLike, gate: Gate) -> None:
+    """Make every local download and thumbnail ask `gate(request, media_id)` first.
+
+    A refusal is the same 404 Synapse sends for an unknown ID (same status, errcode and
+    message), so a refused requester learns nothing. The gate runs *before* Synapse's
+    own lookup, which would otherwise answer 504 "not yet uploaded" for pending IDs and
+    so reveal that they exist.
+    """
+    original = repo.get_local_media_info
+    if getattr(original, _GATED_MARK, False):
+        return
+
+    async def gated_get_local_media_info(request: SynapseRequest, media_id: str,
+                                         max_timeout_ms: int,
+                                         bypass_quarantine: bool = False) -> Any:
+        if not await gate(request, media_id):
+            raise SynapseError(404, "Not found", Codes.NOT_FOUND)
+        return await original(request, media_id, max_timeout_ms,
+                              bypass_quarantine=bypass_quarantine)
+
+    setattr(gated_get_local_media_info, _GATED_MARK, True)
+    # The instance attribute shadows the class method for every caller: the download
+    # and thumbnail servlets and the thumbnail provider all look it up on this object.
+    repo.get_local_media_info = gated_get_local_media_info  # type: ignore[method-assign]
+    logger.info("Media download gate installed on MediaRepository.get_local_media_info")
+
+
+async def delete_local_media(repo: MediaRepositoryLike, media_ids: list[str]) -> list[str]:
+    """Remove files, thumbnails and their database rows; returns the IDs actually removed."""
+    if not media_ids:
+        return []
+    deleted, _count = await repo.delete_local_media_ids(media_ids)
+    return list(deleted)
