@@ -19,6 +19,7 @@ in synapse_modules/media_internals.py, admin documentation in docs/media-control
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -54,6 +55,18 @@ class _StopReadingError(Exception):
     """Stops reading an upload once its first bytes are in."""
 
 
+def local_user_of(requester: object, is_mine: Callable[[str], bool]) -> str | None:
+    """The local user behind an authenticated request, else None (and so: no file).
+
+    Legacy endpoints authenticate nobody (None); federation requests carry the origin
+    server as a string; guests are switched off but refused here too.
+    """
+    if not isinstance(requester, Requester) or requester.is_guest:
+        return None
+    user_id = requester.user.to_string()
+    return user_id if is_mine(user_id) else None
+
+
 class MediaGate:
     def __init__(self, config: MediaGateConfig, api: ModuleApi) -> None:
         self._config = config
@@ -87,12 +100,8 @@ class MediaGate:
     # --- downloads ------------------------------------------------------------------
 
     async def _may_download(self, request: SynapseRequest, media_id: str) -> bool:
-        requester = request.requester
-        # Federation requests carry the origin server as a string; guests are off.
-        if not isinstance(requester, Requester) or requester.is_guest:
-            return False
-        user_id = requester.user.to_string()
-        if not self._api.is_mine(user_id):
+        user_id = local_user_of(request.requester, self._api.is_mine)
+        if user_id is None:
             return False
         facts = await self._store.facts(media_id, user_id)
         allowed = may_fetch(user_id, facts)

@@ -1,0 +1,136 @@
+"""The start-up check of the one wrapped Synapse internal, and the wrapper itself."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from synapse.media.media_repository import MediaRepository
+from synapse.module_api.errors import SynapseError
+
+from synapse_modules.media_internals import (
+    IncompatibleSynapseError,
+    check_media_repository,
+    install_download_gate,
+    media_repository_of,
+)
+
+
+class ShapedLike163:
+    """The two methods with the exact shape of Synapse 1.163."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, bool]] = []
+
+    async def get_local_media_info(self, request: Any, media_id: str, max_timeout_ms: int,
+                                   bypass_quarantine: bool = False) -> str:
+        self.calls.append((media_id, max_timeout_ms, bypass_quarantine))
+        return f"info:{media_id}"
+
+    async def delete_local_media_ids(self, media_ids: list[str]) -> tuple[list[str], int]:
+        return media_ids, len(media_ids)
+
+
+class Renamed:
+    async def get_local_media_metadata(self, request: Any, media_id: str,
+                                       max_timeout_ms: int) -> None: ...
+
+    async def delete_local_media_ids(self, media_ids: list[str]) -> tuple[list[str], int]:
+        return [], 0
+
+
+class Reordered(ShapedLike163):
+    async def get_local_media_info(self, media_id: str, request: Any,  # type: ignore[override]
+                                   max_timeout_ms: int, bypass_quarantine: bool = False) -> str:
+        return ""
+
+
+class Synchronous(ShapedLike163):
+    def get_local_media_info(self, request: Any, media_id: str,  # type: ignore[override]
+                             max_timeout_ms: int, bypass_quarantine: bool = False) -> str:
+        return ""
+
+
+class NoDelete:
+    async def get_local_media_info(self, request: Any, media_id: str, max_timeout_ms: int,
+                                   bypass_quarantine: bool = False) -> None: ...
+
+
+def test_the_installed_synapse_has_the_expected_shape() -> None:
+    # Against the real class, not a copy: this fails the day Synapse changes it.
+    check_media_repository(MediaRepository.__new__(MediaRepository))
+
+
+def test_a_compatible_repository_passes() -> None:
+    repo = ShapedLike163()
+    assert check_media_repository(repo) is repo
+
+
+@pytest.mark.parametrize(("repo", "message"), [
+    (Renamed(), "MediaRepository.get_local_media_info is missing"),
+    (Reordered(), "MediaRepository.get_local_media_info takes (media_id, request, "
+                  "max_timeout_ms, bypass_quarantine) instead of (request, media_id, "
+                  "max_timeout_ms, bypass_quarantine)"),
+    (Synchronous(), "MediaRepository.get_local_media_info is no longer a coroutine function"),
+    (NoDelete(), "MediaRepository.delete_local_media_ids is missing"),
+])
+def test_a_changed_repository_refuses_to_start(repo: object, message: str) -> None:
+    with pytest.raises(IncompatibleSynapseError) as excinfo:
+        check_media_repository(repo)
+    text = str(excinfo.value)
+    assert text.startswith(f"Hauspost media gate: {message}. The gate was tested with "
+                           "Synapse 1.163.x; this is Synapse ")
+    assert "Synapse must not start" in text
+
+
+def test_module_api_without_homeserver_refuses() -> None:
+    class Api:
+        pass
+
+    with pytest.raises(IncompatibleSynapseError, match="no longer exposes the homeserver"):
+        media_repository_of(Api())  # type: ignore[arg-type]
+
+
+def test_worker_without_media_repository_gets_no_gate() -> None:
+    class Media:
+        can_load_media_repo = False
+
+    class Config:
+        media = Media()
+
+    class Hs:
+        config = Config()
+
+        def get_media_repository(self) -> object:
+            raise AssertionError("a worker without media must not build a media repository")
+
+    class Api:
+        _hs = Hs()
+
+    assert media_repository_of(Api()) is None  # type: ignore[arg-type]
+
+
+def test_the_gate_runs_first_and_refuses_with_the_unknown_id_404() -> None:
+    repo = ShapedLike163()
+    asked: list[str] = []
+
+    async def gate(request: Any, media_id: str) -> bool:
+        asked.append(media_id)
+        return media_id == "open"
+
+    install_download_gate(repo, gate)  # type: ignore[arg-type]
+    install_download_gate(repo, gate)  # type: ignore[arg-type]  # idempotent
+
+    async def run() -> None:
+        assert await repo.get_local_media_info(None, "open", 20, bypass_quarantine=True) \
+            == "info:open"
+        with pytest.raises(SynapseError) as excinfo:
+            await repo.get_local_media_info(None, "closed", 20)
+        assert (excinfo.value.code, excinfo.value.errcode, excinfo.value.msg) == (
+            404, "M_NOT_FOUND", "Not found")
+
+    asyncio.run(run())
+    # Refused requests never reach Synapse's lookup (which would reveal pending IDs).
+    assert repo.calls == [("open", 20, True)]
+    assert asked == ["open", "closed"]
