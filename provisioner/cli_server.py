@@ -117,9 +117,9 @@ def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         click.echo("Stopping Synapse…", err=True)
-        code = process.stop()
+        stopped = process.stop()
         click.echo("Stopped.", err=True)
-        return 0 if code in (0, -signal.SIGTERM, None) else int(code)
+        return 0 if stopped in (0, -signal.SIGTERM, None) else int(stopped)
     finally:
         process.stop()
         signal.signal(signal.SIGTERM, old_term)

@@ -5,6 +5,7 @@ Every error names the file, the key path and what was expected.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -58,14 +59,16 @@ class Section:
             raise self.error(name, f"expected {what}, got {type(value).__name__} {value!r}")
         return value
 
-    def str(self, name: str, default: str | None = None, *, required: bool = False) -> Any:
+    def str(self, name: builtins.str, default: builtins.str | None = None, *,
+            required: builtins.bool = False) -> Any:
         value = self._get(name, str, "a string", default, required)
         if isinstance(value, str) and not value.strip() and name in self._data:
             raise self.error(name, "must not be empty")
         return value
 
-    def int(self, name: str, default: int | None = None, *, required: bool = False,
-            minimum: int | None = None, maximum: int | None = None) -> Any:
+    def int(self, name: builtins.str, default: builtins.int | None = None, *,
+            required: builtins.bool = False, minimum: builtins.int | None = None,
+            maximum: builtins.int | None = None) -> Any:
         value = self._get(name, int, "an integer", default, required)
         if value is not None and minimum is not None and value < minimum:
             raise self.error(name, f"must be at least {minimum}, got {value}")
@@ -73,15 +76,16 @@ class Section:
             raise self.error(name, f"must be at most {maximum}, got {value}")
         return value
 
-    def float(self, name: str, default: float | None = None, *, required: bool = False) -> Any:
+    def float(self, name: builtins.str, default: builtins.float | None = None, *,
+              required: builtins.bool = False) -> Any:
         value = self._get(name, (int, float), "a number", default, required)
         return float(value) if value is not None else None
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self._get(name, bool, "true or false", default, False)
         return bool(value)
 
-    def str_list(self, name: str, default: list[str] | None = None) -> list[str]:
+    def str_list(self, name: builtins.str, default: list[builtins.str] | None = None) -> list[builtins.str]:
         value = self._get(name, list, "a list of strings", default or [], False)
         for i, item in enumerate(value):
             if not isinstance(item, str):
@@ -91,7 +95,7 @@ class Section:
                 )
         return list(value)
 
-    def section(self, name: str, *, required: bool = False) -> Section | None:
+    def section(self, name: builtins.str, *, required: builtins.bool = False) -> Section | None:
         self._seen.add(name)
         if name not in self._data or self._data[name] is None:
             if required:
@@ -99,7 +103,7 @@ class Section:
             return None
         return Section(self._data[name], file=self.file, path=self.key(name))
 
-    def raw(self, name: str) -> Any:
+    def raw(self, name: builtins.str) -> Any:
         self._seen.add(name)
         return self._data.get(name)
 
