@@ -48,8 +48,14 @@ from synapse_modules._fail_closed import (
 
 logger = logging.getLogger(__name__)
 
-# State event in the policy room: state_key = user ID, content {"allowed_rooms": [room IDs]}.
+# State event in the policy room: state_key = policy_state_key(user ID),
+# content {"allowed_rooms": [room IDs]}.
 RESTRICTED_USER_EVENT = "de.hauspost.restricted_user"
+
+
+def policy_state_key(user_id: str) -> str:
+    # Synapse refuses state keys that start with "@" unless they name the sender itself.
+    return f"user:{user_id}"
 
 ALIAS_ROLES = ("everyone", "server_admins", "exempt_users")
 
@@ -291,10 +297,9 @@ class MembershipPolicy:
         from_config = restricted.allowed_rooms if user_id in restricted.users else None
         from_policy: frozenset[str] | None = None
         if restricted.policy_room_id is not None:
-            state = await self._api.get_room_state(
-                restricted.policy_room_id, [(RESTRICTED_USER_EVENT, user_id)])
-            from_policy = allowed_rooms_from_policy_state(
-                state.get((RESTRICTED_USER_EVENT, user_id)))
+            key = (RESTRICTED_USER_EVENT, policy_state_key(user_id))
+            state = await self._api.get_room_state(restricted.policy_room_id, [key])
+            from_policy = allowed_rooms_from_policy_state(state.get(key))
         if from_config is None:
             return from_policy
         if from_policy is None:

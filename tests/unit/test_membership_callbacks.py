@@ -14,7 +14,11 @@ from synapse.module_api import NOT_SPAM
 from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_modules._fail_closed import INTERNAL_ERROR_MESSAGE
-from synapse_modules.membership import RESTRICTED_USER_EVENT, MembershipPolicy
+from synapse_modules.membership import (
+    RESTRICTED_USER_EVENT,
+    MembershipPolicy,
+    policy_state_key,
+)
 from tests.unit.test_membership_fakes import SERVER, FakeModuleApi, event, user_info
 
 ALICE = f"@alice:{SERVER}"
@@ -38,8 +42,9 @@ def make_policy(config: dict[str, Any] | None = None, *, fail: bool = False,
              for room in (ROOM, "!project", "!other")}
     if policy_state is not None:
         rooms[POLICY_ROOM] = {
-            (RESTRICTED_USER_EVENT, uid): event(RESTRICTED_USER_EVENT, SERVICE, content,
-                                                state_key=uid, room_id=POLICY_ROOM)
+            (RESTRICTED_USER_EVENT, policy_state_key(uid)): event(
+                RESTRICTED_USER_EVENT, SERVICE, content, state_key=policy_state_key(uid),
+                room_id=POLICY_ROOM)
             for uid, content in policy_state.items()}
     api = FakeModuleApi(users, rooms, fail=fail)
     parsed = MembershipPolicy.parse_config(config or {"exempt_users": [SERVICE]})
@@ -196,7 +201,7 @@ async def test_restricted_group_from_policy_room() -> None:
 async def test_only_exempt_accounts_write_the_policy_room() -> None:
     config = {"exempt_users": [SERVICE], "restricted_group": {"policy_room_id": POLICY_ROOM}}
     policy = make_policy(config, policy_state={})
-    lift = event(RESTRICTED_USER_EVENT, CONTRACTOR, {}, state_key=CONTRACTOR,
+    lift = event(RESTRICTED_USER_EVENT, CONTRACTOR, {}, state_key=policy_state_key(CONTRACTOR),
                  room_id=POLICY_ROOM)
     with pytest.raises(SynapseError) as info:
         await policy.check_event_allowed(lift, {})
@@ -205,7 +210,7 @@ async def test_only_exempt_accounts_write_the_policy_room() -> None:
     with pytest.raises(SynapseError):
         await policy.check_event_allowed(redaction, {})
     by_service = event(RESTRICTED_USER_EVENT, SERVICE, {"allowed_rooms": []},
-                       state_key=CONTRACTOR, room_id=POLICY_ROOM)
+                       state_key=policy_state_key(CONTRACTOR), room_id=POLICY_ROOM)
     assert await policy.check_event_allowed(by_service, {}) == (True, None)
 
 
