@@ -260,3 +260,36 @@ def test_paged_search_returns_every_entry(big_slapd: SlapdServer, tmp_path: Path
     by_id = {e.employee_id: e for e in read.employees}
     assert by_id["E01234"].manager_id == "E01230"
     assert by_id["E01230"].manager_id == "E00000"
+
+
+def test_server_lost_mid_read_keeps_what_was_read_and_marks_it_incomplete(
+    tmp_path: Path
+) -> None:
+    server = start_slapd(tmp_path / "slapd", seed_ldif=people_ldif(make_people(250)))
+    try:
+        password_file = tmp_path / "bind_password"
+        password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+        settings = LdapSettings(uri=server.uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN,
+                                bind_password_file=password_file,
+                                source=LdapSourceOptions(paged_size=100, group_mode="none"))
+
+        class StopsTheServerAfterOnePage(LdapSource):
+            def _paged(self, conn: ldap3.Connection, base: str, search_filter: str,
+                       attributes: list[str], *, count_pages: bool = False
+                       ) -> Iterator[dict[str, Any]]:
+                for index, item in enumerate(super()._paged(
+                        conn, base, search_filter, attributes, count_pages=count_pages)):
+                    if index == 99:
+                        server.stop()  # the second page request then meets a dead server
+                    yield dict(item)
+
+        read = StopsTheServerAfterOnePage(settings).read()
+    finally:
+        server.stop()
+
+    assert read.complete is False
+    assert len(read.employees) == 100
+    assert len(read.problems) == 1
+    assert read.problems[0].message.startswith("employee search failed after 100 entries: ")
+    assert read.problems[0].message.endswith(
+        "; the read is incomplete, so nobody is deactivated")
