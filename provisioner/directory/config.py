@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ldap3.core.exceptions import LDAPInvalidFilterError
@@ -100,8 +100,7 @@ def parse_ldap_source_options(section: Section, base: Path,
         ca_path = Path(ca_file) if Path(ca_file).is_absolute() else base / ca_file
         if not ca_path.is_file():
             raise section.error("ca_file", f"file not found: {ca_path}")
-    # Section.str_list's annotation is unusable for mypy (its `str` is the method); Any here.
-    allowed: list[Any] = section.str_list("allowed_groups")
+    allowed = section.str_list("allowed_groups")
     for i, name in enumerate(allowed):
         if not name.strip():
             raise section.error(f"allowed_groups[{i}]", "must not be empty")
@@ -201,10 +200,10 @@ def parse_time_zone(section: Section, name: str, default: str | None) -> ZoneInf
 def _status_values(section: Section | None) -> tuple[frozenset[str], frozenset[str]]:
     if section is None:
         return frozenset(DEFAULT_ACTIVE_VALUES), frozenset(DEFAULT_INACTIVE_VALUES)
-    listed_active: list[Any] = section.str_list("active", list(DEFAULT_ACTIVE_VALUES))
-    listed_inactive: list[Any] = section.str_list("inactive", list(DEFAULT_INACTIVE_VALUES))
-    active = [v.strip().lower() for v in listed_active]
-    inactive = [v.strip().lower() for v in listed_inactive]
+    active = [v.strip().lower() for v in section.str_list("active",
+                                                         list(DEFAULT_ACTIVE_VALUES))]
+    inactive = [v.strip().lower() for v in section.str_list("inactive",
+                                                           list(DEFAULT_INACTIVE_VALUES))]
     section.done()
     if not active:
         raise section.error("active", "must list at least one value")
@@ -285,7 +284,7 @@ def parse_directory(section: Section, base: Path, *, has_ldap: bool) -> Director
         raise section.error("ldap_only", f"expected 'include' or 'exclude', got {ldap_only!r}")
     section.done()
     return DirectoryConfig(
-        sources=tuple(sources),
+        sources=cast(tuple[SourceName, ...], tuple(sources)),  # values checked above
         time_zone=time_zone,
         hr_csv=hr,
         ldap_only=ldap_only,

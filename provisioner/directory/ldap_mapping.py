@@ -110,9 +110,9 @@ def dn_key(dn: str) -> str:
     group member), and ldap3's parse_dn dominated a 10,000-entry read before.
     """
     if not any(c in dn for c in '\\"+;<>#'):
-        parts = [part.split("=", 1) for part in dn.split(",")]
-        if all(len(pair) == 2 for pair in parts):
-            return ",".join(f"{t.strip().lower()}={v.strip().lower()}" for t, v in parts)
+        pairs = [part.split("=", 1) for part in dn.split(",")]
+        if all(len(pair) == 2 for pair in pairs):
+            return ",".join(f"{t.strip().lower()}={v.strip().lower()}" for t, v in pairs)
     try:
         parts = _components(dn)
     except LDAPInvalidDnError:
