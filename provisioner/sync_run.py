@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from provisioner.apply import ApplyOptions, ApplyResult, apply_plan
+from provisioner.directory.read import directory_config, read_directory
 from provisioner.employee import DirectoryRead
 from provisioner.errors import ConfigError
 from provisioner.planner import (
@@ -37,15 +38,16 @@ DirectoryReader = Callable[[Settings], DirectoryRead]
 
 
 def default_reader(settings: Settings) -> DirectoryRead:
-    from provisioner.directory.read import read_directory
-
     return read_directory(settings)
 
 
 def policy_for(settings: Settings) -> PlanPolicy:
     protected = frozenset({settings.service_user_id, *settings.protected_accounts,
                            *settings.sync.protected_accounts})
-    tz = settings.directory.time_zone if settings.directory is not None else ZoneInfo("UTC")
+    try:
+        tz = directory_config(settings).time_zone
+    except ConfigError:
+        tz = ZoneInfo("UTC")  # no source configured: reading the directory will say so
     return PlanPolicy(server_name=settings.server_name, protected=protected,
                       guard=GuardSettings(settings.sync.guard_max_count,
                                           settings.sync.guard_max_share),
