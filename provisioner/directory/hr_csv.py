@@ -146,7 +146,7 @@ def _status(config: HrCsvConfig, row: _Row) -> Status | None:
     raise _RowError(f"unknown status {value!r} in column {header!r} (expected one of: {allowed})")
 
 
-def _record(config: HrCsvConfig, line: int, row: _Row) -> HrRecord:
+def _record(config: HrCsvConfig, line: int, row: _Row, server_name: str | None) -> HrRecord:
     employee_id = row.required("employee_id")
     localpart: str | None = None
     display_name: str | None = None
@@ -159,7 +159,7 @@ def _record(config: HrCsvConfig, line: int, row: _Row) -> HrRecord:
         display_name = row.get("display_name")
     if login is not None:
         try:
-            localpart = normalise_localpart(login)
+            localpart = normalise_localpart(login, server_name)
         except InvalidLocalpartError as exc:
             raise _RowError(f"{exc} (column {config.columns.localpart!r})") from None
     leave_text = row.get("leave_date")
@@ -208,8 +208,11 @@ def _header_index(config: HrCsvConfig, header: list[str]) -> dict[str, int]:
     return index
 
 
-def read_hr_csv(config: HrCsvConfig) -> HrRead:
-    """Read and check the whole HR file; see the module docstring for what raises."""
+def read_hr_csv(config: HrCsvConfig, server_name: str | None = None) -> HrRead:
+    """Read and check the whole HR file; see the module docstring for what raises.
+
+    With `server_name`, logins are also checked to fit into a Matrix ID on that server.
+    """
     text = _read_text(config)
     name = config.path.name
     first_line = text.split("\n", 1)[0].rstrip("\r")
@@ -254,7 +257,7 @@ def read_hr_csv(config: HrCsvConfig) -> HrRead:
                 else None))
             continue
         try:
-            records.append(_record(config, line, row))
+            records.append(_record(config, line, row, server_name))
         except _RowError as exc:
             login = row.get("localpart")
             problems.append(SourceProblem(

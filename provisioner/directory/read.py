@@ -41,7 +41,7 @@ def read_directory(settings: Settings) -> DirectoryRead:
     if config.hr_csv is None:
         assert ldap_read is not None  # noqa: S101 - parse_directory requires a source
         return ldap_read
-    hr = read_hr_csv(config.hr_csv)
+    hr = read_hr_csv(config.hr_csv, settings.server_name)
     if ldap_read is None:
         return hr_directory_read(hr)
     return combine(ldap_read, hr, ldap_only=config.ldap_only)
