@@ -15,14 +15,26 @@ from __future__ import annotations
 
 import base64
 import itertools
+import subprocess
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ldap3
 from ldap3.utils.dn import escape_rdn
 
-from tests.harness.slapd_server import GROUPS_DN, PEOPLE_DN
+from provisioner.synapse_process import free_port
+from tests.harness.slapd_server import (
+    GROUPS_DN,
+    MODULE_DIRS,
+    PEOPLE_DN,
+    SlapdMissingError,
+    SlapdServer,
+    find_slapd,
+    start_slapd,
+)
 from tests.harness.synapse_server import TEST_PASSWORD
 
 DEPARTMENTS = ("Sales", "Logistics", "IT", "Finance", "Production", "HR")
@@ -176,3 +188,38 @@ def rename_person(conn: ldap3.Connection, uid: str, new_cn: str,
 def delete_person(conn: ldap3.Connection, uid: str, people_dn: str = PEOPLE_DN) -> None:
     dn = f"uid={escape_rdn(uid)},{people_dn}"
     _check(conn, conn.delete(dn), dn)
+
+
+def start_slapd_with_memberof(workdir: Path, seed_ldif: str = "") -> SlapdServer:
+    """Like `start_slapd`, plus the memberof overlay: groups added or changed online (not by
+    slapadd) keep `memberOf` on their members up to date, as Active Directory does."""
+    server = start_slapd(workdir, seed_ldif)
+    server.stop()
+    module = next((d / "memberof.la" for d in MODULE_DIRS if (d / "memberof.la").exists()),
+                  None)
+    if module is None:
+        raise SlapdMissingError("slapd's memberof overlay module (memberof.la) is not installed")
+    conf = workdir / "slapd.conf"
+    text = conf.read_text(encoding="utf-8")
+    # Modules load before the database; the overlay line applies to the database above it.
+    text = text.replace("\ndatabase mdb\n", f"\nmoduleload {module}\ndatabase mdb\n", 1)
+    conf.write_text(text + "overlay memberof\n", encoding="utf-8")
+    slapd, _ = find_slapd()
+    port = free_port()
+    log = (workdir / "slapd.log").open("ab")
+    proc = subprocess.Popen([slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/",
+                             "-d", "0"], stdout=subprocess.DEVNULL, stderr=log)
+    log.close()
+    restarted = SlapdServer(workdir=workdir, port=port, proc=proc)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("slapd with memberof exited at start-up: "
+                               + (workdir / "slapd.log").read_text(errors="replace")[-2000:])
+        try:
+            restarted.connection().unbind()
+            return restarted
+        except ldap3.core.exceptions.LDAPException:
+            time.sleep(0.1)
+    restarted.stop()
+    raise RuntimeError("slapd with memberof did not answer within 20 s")

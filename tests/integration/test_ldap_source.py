@@ -23,6 +23,7 @@ from tests.harness.ldap_seed import (
     add_people,
     make_people,
     people_ldif,
+    start_slapd_with_memberof,
     unique_name,
 )
 from tests.harness.slapd_server import (
@@ -293,3 +294,58 @@ def test_server_lost_mid_read_keeps_what_was_read_and_marks_it_incomplete(
     assert read.problems[0].message.startswith("employee search failed after 100 entries: ")
     assert read.problems[0].message.endswith(
         "; the read is incomplete, so nobody is deactivated")
+
+
+@pytest.fixture(scope="module")
+def memberof_slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlapdServer]:
+    server = start_slapd_with_memberof(tmp_path_factory.mktemp("slapd-memberof"))
+    conn = server.connection()
+    add_people(conn, [person("anna", "E1"), person("ben", "E2"), person("cara", "E3"),
+                      person("dora", "E4")])
+    # Added online, so the overlay writes memberOf on the members.
+    add_groups(conn, {ODD_GROUP: ["anna", "ben"], "Other": ["cara"],
+                      "Smith, Team": ["ben", "dora"]})
+    conn.unbind()
+    yield server
+    server.stop()
+
+
+def member_of_settings(server: SlapdServer, tmp_path: Path, *allowed: str) -> LdapSettings:
+    password_file = tmp_path / "bind_password"
+    password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    return LdapSettings(uri=server.uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN,
+                        bind_password_file=password_file,
+                        source=LdapSourceOptions(group_mode="member_of",
+                                                 groups_base_dn=GROUPS_DN,
+                                                 allowed_groups=allowed))
+
+
+def test_member_of_mode_reads_group_names_from_member_of(memberof_slapd: SlapdServer,
+                                                         tmp_path: Path) -> None:
+    read = LdapSource(member_of_settings(memberof_slapd, tmp_path)).read()
+
+    assert read.problems == ()
+    assert {e.localpart: e.groups for e in read.employees} == {
+        "anna": frozenset({ODD_GROUP}),
+        "ben": frozenset({ODD_GROUP, "Smith, Team"}),
+        "cara": frozenset({"Other"}),
+        "dora": frozenset({"Smith, Team"}),
+    }
+
+
+@pytest.mark.parametrize(("allowed", "expected"), [
+    ((ODD_GROUP,), {"anna", "ben"}),            # DN-escaped, then filter-escaped
+    (("Smith, Team",), {"ben", "dora"}),        # a comma must not end the RDN
+    ((ODD_GROUP, "Other"), {"anna", "ben", "cara"}),
+    (("*",), set()),
+    (("Other)(uid=*",), set()),
+    (("Other,ou=groups,dc=hauspost,dc=test)(|(uid=*",), set()),
+])
+def test_member_of_filter_from_allowed_group_names_matches_literally(
+    memberof_slapd: SlapdServer, tmp_path: Path, allowed: tuple[str, ...], expected: set[str]
+) -> None:
+    read = LdapSource(member_of_settings(memberof_slapd, tmp_path, *allowed)).read()
+
+    assert read.problems == ()
+    assert read.complete is True
+    assert {e.localpart for e in read.employees} == expected
