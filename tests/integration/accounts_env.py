@@ -22,6 +22,7 @@ import httpx
 import pytest
 import yaml
 
+from provisioner.module_configs import ldap_login
 from provisioner.settings import LdapSettings, Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
@@ -66,8 +67,10 @@ def wait_for_background_updates(server: SynapseServer, timeout: float = 180.0) -
 def start_ldap_synapse(workdir: Path, slapd: SlapdServer) -> SynapseServer:
     """Synapse exactly as `hauspost init --ldap-…` configures it (LDAP login on); test-only:
     background updates without pauses, so a fresh database is ready in seconds."""
-    server = start_synapse(workdir / "synapse",
-                           ldap=ldap_login_settings(slapd, workdir / "ldap-keys"),
+    ldap = ldap_login_settings(slapd, workdir / "ldap-keys")
+    # Only the LDAP login module: these tests are about accounts, and stay independent of
+    # the policy modules (tested on their own).
+    server = start_synapse(workdir / "synapse", ldap=ldap, modules=[ldap_login(ldap)],
                            extra_config={"background_updates": {"sleep_enabled": False}})
     try:
         wait_for_background_updates(server)
