@@ -45,6 +45,15 @@ class _SearchFailedError(Exception):
     pass
 
 
+def _close(conn: ldap3.Connection) -> None:
+    # After a failed open or TLS handshake the socket is gone and unbind itself raises;
+    # closing must never hide the error that matters.
+    try:
+        conn.unbind()
+    except LDAPException as exc:
+        logger.debug("LDAP unbind failed: %s", exc)
+
+
 def build_server(settings: LdapSettings) -> ldap3.Server:
     """The ldap3 Server with the TLS settings; certificates are checked unless switched off."""
     use_ssl = settings.uri.lower().startswith("ldaps://")
@@ -175,7 +184,7 @@ class LdapSource:
                 raise DirectoryUnavailableError(
                     f"LDAP bind to {s.uri} as {who} failed: {conn.result.get('description')}")
         except DirectoryUnavailableError:
-            conn.unbind()
+            _close(conn)
             raise
         return conn
 
@@ -254,7 +263,7 @@ class LdapSource:
                 # Without the groups, group-based access cannot be decided for anyone.
                 raw_entries = []
         finally:
-            conn.unbind()
+            _close(conn)
 
         if allowed_members is not None:
             raw_entries = [e for e in raw_entries if dn_key(e["dn"]) in allowed_members]

@@ -190,36 +190,120 @@ def delete_person(conn: ldap3.Connection, uid: str, people_dn: str = PEOPLE_DN) 
     _check(conn, conn.delete(dn), dn)
 
 
-def start_slapd_with_memberof(workdir: Path, seed_ldif: str = "") -> SlapdServer:
-    """Like `start_slapd`, plus the memberof overlay: groups added or changed online (not by
-    slapadd) keep `memberOf` on their members up to date, as Active Directory does."""
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_tls_files(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Hauspost Test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
+                                       crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, encipher_only=False,
+                                       decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return files
+
+
+@dataclass
+class SlapdVariant(SlapdServer):
+    """A slapd started by `start_slapd_variant`; `ldaps_port` is 0 without TLS."""
+
+    ldaps_port: int = 0
+
+    @property
+    def ldaps_uri(self) -> str:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
+
+
+def start_slapd_variant(workdir: Path, seed_ldif: str = "", *, memberof: bool = False,
+                        tls: TlsFiles | None = None) -> SlapdVariant:
+    """Like `start_slapd`, with extras the session slapd does not have.
+
+    memberof: the memberof overlay, so groups added or changed online (not by slapadd) keep
+    `memberOf` on their members up to date, as Active Directory does.
+    tls: StartTLS on the ldap:// port and an extra ldaps:// listener with these files.
+    """
     server = start_slapd(workdir, seed_ldif)
     server.stop()
-    module = next((d / "memberof.la" for d in MODULE_DIRS if (d / "memberof.la").exists()),
-                  None)
-    if module is None:
-        raise SlapdMissingError("slapd's memberof overlay module (memberof.la) is not installed")
     conf = workdir / "slapd.conf"
     text = conf.read_text(encoding="utf-8")
-    # Modules load before the database; the overlay line applies to the database above it.
-    text = text.replace("\ndatabase mdb\n", f"\nmoduleload {module}\ndatabase mdb\n", 1)
-    conf.write_text(text + "overlay memberof\n", encoding="utf-8")
+    before_database = ""
+    if memberof:
+        module = next((d / "memberof.la" for d in MODULE_DIRS
+                       if (d / "memberof.la").exists()), None)
+        if module is None:
+            raise SlapdMissingError("slapd's memberof overlay (memberof.la) is not installed")
+        before_database += f"moduleload {module}\n"
+    if tls is not None:
+        before_database += (f"TLSCACertificateFile {tls.ca_file}\n"
+                            f"TLSCertificateFile {tls.cert_file}\n"
+                            f"TLSCertificateKeyFile {tls.key_file}\n")
+    # Modules and TLS are global settings; the overlay applies to the database above it.
+    text = text.replace("\ndatabase mdb\n", f"\n{before_database}database mdb\n", 1)
+    conf.write_text(text + ("overlay memberof\n" if memberof else ""), encoding="utf-8")
+
     slapd, _ = find_slapd()
     port = free_port()
-    log = (workdir / "slapd.log").open("ab")
-    proc = subprocess.Popen([slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/",
-                             "-d", "0"], stdout=subprocess.DEVNULL, stderr=log)
-    log.close()
-    restarted = SlapdServer(workdir=workdir, port=port, proc=proc)
+    ldaps_port = free_port() if tls is not None else 0
+    urls = f"ldap://127.0.0.1:{port}/" + (f" ldaps://127.0.0.1:{ldaps_port}/" if tls else "")
+    with (workdir / "slapd.log").open("ab") as log:
+        proc = subprocess.Popen([slapd, "-f", str(conf), "-h", urls, "-d", "0"],
+                                stdout=subprocess.DEVNULL, stderr=log)
+    variant = SlapdVariant(workdir=workdir, port=port, proc=proc, ldaps_port=ldaps_port)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("slapd with memberof exited at start-up: "
+            raise RuntimeError("slapd exited at start-up: "
                                + (workdir / "slapd.log").read_text(errors="replace")[-2000:])
         try:
-            restarted.connection().unbind()
-            return restarted
+            variant.connection().unbind()
+            return variant
         except ldap3.core.exceptions.LDAPException:
             time.sleep(0.1)
-    restarted.stop()
-    raise RuntimeError("slapd with memberof did not answer within 20 s")
+    variant.stop()
+    raise RuntimeError("slapd did not answer within 20 s")
+
+
+def start_slapd_with_memberof(workdir: Path, seed_ldif: str = "") -> SlapdVariant:
+    return start_slapd_variant(workdir, seed_ldif, memberof=True)

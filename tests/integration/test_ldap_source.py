@@ -18,11 +18,15 @@ from provisioner.settings import LdapSettings
 from provisioner.synapse_process import free_port
 from tests.harness.ldap_seed import (
     SeedPerson,
+    SlapdVariant,
+    TlsFiles,
     add_groups,
     add_ou,
     add_people,
     make_people,
+    make_tls_files,
     people_ldif,
+    start_slapd_variant,
     start_slapd_with_memberof,
     unique_name,
 )
@@ -349,3 +353,87 @@ def test_member_of_filter_from_allowed_group_names_matches_literally(
     assert read.problems == ()
     assert read.complete is True
     assert {e.localpart for e in read.employees} == expected
+
+
+@pytest.fixture(scope="module")
+def tls_slapd(tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[tuple[SlapdVariant, TlsFiles, Path]]:
+    """slapd with a certificate for 127.0.0.1 from a throw-away CA: LDAPS and StartTLS."""
+    work = tmp_path_factory.mktemp("slapd-tls")
+    files = make_tls_files(work / "tls")
+    server = start_slapd_variant(work / "slapd", people_ldif(make_people(3)), tls=files)
+    password_file = work / "bind_password"
+    password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+    yield server, files, password_file
+    server.stop()
+
+
+def tls_settings(uri: str, password_file: Path, ca_file: Path | None, *,
+                 start_tls: bool = False, validate_cert: bool = True) -> LdapSettings:
+    return LdapSettings(uri=uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN,
+                        bind_password_file=password_file, start_tls=start_tls,
+                        validate_cert=validate_cert,
+                        source=LdapSourceOptions(ca_file=ca_file, group_mode="none"))
+
+
+@pytest.mark.parametrize("mode", ["ldaps", "start_tls"])
+def test_tls_with_the_configured_ca_reads_everyone(
+    tls_slapd: tuple[SlapdVariant, TlsFiles, Path], mode: str
+) -> None:
+    server, files, password_file = tls_slapd
+    uri = server.ldaps_uri if mode == "ldaps" else server.uri
+    settings = tls_settings(uri, password_file, files.ca_file, start_tls=mode == "start_tls")
+
+    read = LdapSource(settings).read()
+
+    assert read.complete is True
+    assert {e.localpart for e in read.employees} == {"emp00000", "emp00001", "emp00002"}
+
+
+def test_ldaps_refuses_a_certificate_from_an_unknown_ca(
+    tls_slapd: tuple[SlapdVariant, TlsFiles, Path]
+) -> None:
+    server, _, password_file = tls_slapd
+
+    with pytest.raises(DirectoryUnavailableError) as caught:
+        LdapSource(tls_settings(server.ldaps_uri, password_file, None)).read()
+
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to LDAP server {server.ldaps_uri} as {ADMIN_DN}:")
+    assert "CERTIFICATE_VERIFY_FAILED" in message
+
+
+def test_start_tls_refuses_a_certificate_from_an_unknown_ca(
+    tls_slapd: tuple[SlapdVariant, TlsFiles, Path]
+) -> None:
+    server, _, password_file = tls_slapd
+
+    with pytest.raises(DirectoryUnavailableError) as caught:
+        LdapSource(tls_settings(server.uri, password_file, None, start_tls=True)).read()
+
+    message = str(caught.value)
+    assert message.startswith(f"StartTLS with {server.uri} failed:")
+    assert "CERTIFICATE_VERIFY_FAILED" in message
+
+
+def test_validate_cert_false_is_an_explicit_opt_out(
+    tls_slapd: tuple[SlapdVariant, TlsFiles, Path]
+) -> None:
+    server, _, password_file = tls_slapd
+    settings = tls_settings(server.ldaps_uri, password_file, None, validate_cert=False)
+
+    assert len(LdapSource(settings).read().employees) == 3
+
+
+def test_certificate_for_another_host_is_refused(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "tls", host="127.0.0.2")
+    server = start_slapd_variant(tmp_path / "slapd", tls=files)
+    try:
+        password_file = tmp_path / "bind_password"
+        password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+        with pytest.raises(DirectoryUnavailableError) as caught:
+            LdapSource(tls_settings(server.ldaps_uri, password_file, files.ca_file)).read()
+    finally:
+        server.stop()
+
+    assert "doesn't match any name in ['127.0.0.1']" in str(caught.value)
