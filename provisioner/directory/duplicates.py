@@ -37,18 +37,23 @@ def duplicate_reasons(locations: Sequence[str],
 
 
 def reject_duplicates(
-    entries: Sequence[Located],
+    entries: Sequence[Located], skipped: Sequence[SourceProblem] = (),
 ) -> tuple[tuple[Employee, ...], tuple[SourceProblem, ...]]:
-    """Drop every entry whose employee id or localpart occurs more than once; report each."""
+    """Drop every entry whose employee id or localpart occurs more than once; report each.
+
+    `skipped` are the problems of entries already left out: an entry sharing a login or id
+    with one of them is a duplicate too (two people claim it; neither gets it).
+    """
+    count = len(entries)
     reasons = duplicate_reasons(
-        [location for location, _ in entries],
-        {"employee id": [e.employee_id for _, e in entries],
-         "login": [e.localpart for _, e in entries]},
+        [location for location, _ in entries] + [p.location for p in skipped],
+        {"employee id": [e.employee_id for _, e in entries] + [p.employee_id for p in skipped],
+         "login": [e.localpart for _, e in entries] + [p.localpart for p in skipped]},
     )
     kept = tuple(e for i, (_, e) in enumerate(entries) if i not in reasons)
     problems = tuple(
         SourceProblem(entries[i][0], reason, employee_id=entries[i][1].employee_id,
                       localpart=entries[i][1].localpart)
-        for i, reason in sorted(reasons.items())
+        for i, reason in sorted(reasons.items()) if i < count
     )
     return kept, problems

@@ -264,12 +264,16 @@ def read_hr_csv(config: HrCsvConfig, server_name: str | None = None) -> HrRead:
                 location, f"{exc}; skipped", employee_id=row.get("employee_id"),
                 localpart=login.lower() if login else None))
 
+    # Rows already skipped still claim their id / login: a good row sharing one is held
+    # back too, since two rows claim it.
     reasons = duplicate_reasons(
-        [f"{name}:{r.line}" for r in records],
-        {"employee id": [r.employee_id for r in records],
-         "login": [r.localpart for r in records]},
+        [f"{name}:{r.line}" for r in records] + [p.location for p in problems],
+        {"employee id": [r.employee_id for r in records] + [p.employee_id for p in problems],
+         "login": [r.localpart for r in records] + [p.localpart for p in problems]},
     )
     for i, reason in sorted(reasons.items()):
+        if i >= len(records):
+            continue
         r = records[i]
         problems.append(SourceProblem(f"{name}:{r.line}", reason, employee_id=r.employee_id,
                                       localpart=r.localpart))

@@ -268,7 +268,7 @@ class LdapSource:
         if allowed_members is not None:
             raw_entries = [e for e in raw_entries if dn_key(e["dn"]) in allowed_members]
         mapped = map_entries(raw_entries, self.amap, groups_by_member, self.server_name)
-        employees, duplicate_problems = reject_duplicates(mapped.located)
+        employees, duplicate_problems = reject_duplicates(mapped.located, mapped.problems)
         problems.extend(mapped.problems)
         problems.extend(duplicate_problems)
         if mapped.unidentified:

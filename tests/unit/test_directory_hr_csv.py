@@ -208,3 +208,13 @@ def test_hr_as_the_only_source_gives_employees(tmp_path: Path) -> None:
                  leave_date=date(2025, 12, 31)),
     )
     assert read.source == f"hr_csv:{tmp_path / 'employees.csv'}"
+
+
+def test_broken_quoting_stops_the_whole_file_with_its_line(tmp_path: Path) -> None:
+    # An unbalanced quote would swallow the following rows unnoticed; refuse the file.
+    text = "Personalnummer;Status\n1001;aktiv\n1002;\"aktiv\"x\n1003;left\n"
+    cols = HrColumns(employee_id="Personalnummer", status="Status")
+    with pytest.raises(DirectorySourceError) as caught:
+        read_hr_csv(config(write(tmp_path, text), cols))
+    assert str(caught.value) == ("employees.csv:3: not a readable CSV file "
+                                 "(';' expected after '\"')")
