@@ -10,9 +10,10 @@ Rules (docs/accounts.md explains each):
   account was offboarded by hand and the directory never let go of the person (`hold`).
 - Protected accounts (service account, configured admins, Synapse admins) are never touched.
 - Accounts linked to no employee are left alone.
-- An incomplete directory read deactivates nobody; a read with bad entries deactivates
-  nobody for *absence* (a broken entry looks absent); the mass-deactivation guard refuses
-  runs over its limits unless forced.
+- An incomplete directory read deactivates nobody. The account of a skipped (bad) entry
+  is left as it is; a bad entry naming nobody stops deactivations for *absence* in that
+  run (a broken entry looks like a removed person). The mass-deactivation guard refuses
+  runs over its limits, or any deactivation on an empty directory, unless forced.
 """
 
 from __future__ import annotations
