@@ -123,6 +123,37 @@ def user_filter(settings: LdapSettings) -> str:
     return f"(&{settings.user_filter}{extra})" if extra else settings.user_filter
 
 
+#: AD's LDAP_MATCHING_RULE_BIT_AND on userAccountControl: the ACCOUNTDISABLE bit is set.
+_AD_DISABLED = "(userAccountControl:1.2.840.113556.1.4.803:=2)"
+
+
+def login_filter(settings: LdapSettings) -> str:
+    """A filter for the LDAP *login* module that admits only people this source would read as
+    active employees: `user_filter`, the allowed groups (member_of mode) and not disabled.
+
+    matrix-synapse-ldap3 creates an account at the first successful login, so a login
+    filter wider than the directory read would let a disabled person or a non-member of
+    `allowed_groups` get an account the provisioner never planned. groupOfNames membership
+    cannot be expressed on the user entry; with `allowed_groups` in that mode, only the
+    provisioner's deactivation protects.
+    """
+    opts = settings.source
+    parts = [settings.user_filter]
+    if opts.group_mode == "member_of":
+        parts.append(member_of_filter(settings))
+    if settings.active_directory:
+        parts.append(f"(!{_AD_DISABLED})")
+    elif opts.disabled_attribute:
+        attribute = opts.disabled_attribute
+        if opts.disabled_values:
+            parts.extend(f"(!({attribute}={escape_filter_chars(v)}))"
+                         for v in opts.disabled_values)
+        else:
+            parts.append(f"(!({attribute}=*))")
+    parts = [p for p in parts if p]
+    return parts[0] if len(parts) == 1 else "(&" + "".join(parts) + ")"
+
+
 class LdapSource:
     """One read of the directory per `read()` call; a fresh connection each time."""
 

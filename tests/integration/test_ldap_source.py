@@ -12,7 +12,7 @@ import pytest
 
 from provisioner.directory.config import LdapSourceOptions
 from provisioner.directory.errors import DirectoryUnavailableError
-from provisioner.directory.ldap_source import LdapSource
+from provisioner.directory.ldap_source import LdapSource, login_filter
 from provisioner.employee import Employee, SourceProblem, Status
 from provisioner.settings import LdapSettings
 from provisioner.synapse_process import free_port
@@ -133,6 +133,19 @@ def test_disabled_entry_is_read_as_inactive(tree: Tree) -> None:
     assert {e.localpart: e.status for e in read.employees} == {
         "anna": Status.ACTIVE, "dora": Status.INACTIVE}
     assert read.problems == ()
+
+
+def test_login_filter_finds_exactly_the_active_employees(tree: Tree) -> None:
+    tree.add([person("anna", "E1", extra={"employeeType": ["staff"]}),
+              person("dora", "E2", extra={"employeeType": ["disabled"]}),
+              person("eve", "E3")])
+    settings = tree.settings(disabled_attribute="employeeType", disabled_values=("disabled",))
+
+    tree.conn.search(tree.people_dn, login_filter(settings), attributes=["uid"])
+
+    assert sorted(str(e.uid) for e in tree.conn.entries) == ["anna", "eve"]
+    assert {e.localpart for e in LdapSource(settings).read().employees
+            if e.status is Status.ACTIVE} == {"anna", "eve"}
 
 
 def test_login_that_is_no_valid_localpart_is_reported(tree: Tree) -> None:
