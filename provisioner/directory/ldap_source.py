@@ -271,28 +271,29 @@ class LdapSource:
         raw_entries: list[RawEntry] = []
         groups_by_member: dict[str, frozenset[str]] = {}
         allowed_members: set[str] | None = None
+        groups_base = opts.groups_base_dn or s.base_dn
         try:
             if opts.group_mode == "group_of_names":
-                stage = "group search"
+                stage, where = "group search", groups_base
                 groups_by_member = self._read_groups(conn, opts.group_filter)
                 if opts.allowed_groups:
                     stage = "allowed-groups search"
                     allowed_members = set(self._read_groups(conn, allowed_groups_filter(s)))
-            stage = "employee search"
+            stage, where = "employee search", s.base_dn
             self.last_page_count = 0
             for entry in self._paged(conn, s.base_dn, user_filter(s), self.amap.attributes(),
                                      count_pages=True):
                 raw_entries.append(entry)
         except _SearchFailedError as exc:
             complete = False
-            problems.append(SourceProblem(
-                f"{s.uri} {s.base_dn}",
-                f"{stage} failed after {len(raw_entries)} entries: {exc}; the read is "
-                "incomplete, so nobody is deactivated",
-            ))
-            if stage != "employee search":
+            if stage == "employee search":
+                message = (f"{stage} failed after {len(raw_entries)} entries: {exc}; the read "
+                           "is incomplete, so nobody is deactivated")
+            else:
                 # Without the groups, group-based access cannot be decided for anyone.
-                raw_entries = []
+                message = (f"{stage} failed: {exc}; nobody was read, so nobody is "
+                           "deactivated")
+            problems.append(SourceProblem(f"{s.uri} {where}", message))
         finally:
             _close(conn)
 

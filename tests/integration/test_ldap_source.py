@@ -56,7 +56,7 @@ class Tree:
         return LdapSettings(
             uri=self.uri, base_dn=self.people_dn, bind_dn=ADMIN_DN,
             bind_password_file=self.password_file,
-            source=LdapSourceOptions(groups_base_dn=self.groups_dn, **source),
+            source=LdapSourceOptions(**{"groups_base_dn": self.groups_dn, **source}),
         )
 
     def add(self, people: list[SeedPerson]) -> None:
@@ -250,6 +250,20 @@ def test_failed_search_returns_an_incomplete_read_instead_of_raising(tree: Tree)
     assert read.problems[0].location == f"{tree.uri} ou=missing,{tree.people_dn}"
     assert read.problems[0].message.startswith(
         "employee search failed after 0 entries: noSuchObject (code 32)")
+
+
+def test_failed_group_search_reads_nobody_and_is_incomplete(tree: Tree) -> None:
+    tree.add([person("anna", "E1")])
+    settings = tree.settings(groups_base_dn=f"ou=missing,{tree.groups_dn}")
+
+    read = LdapSource(settings).read()
+
+    assert read.complete is False
+    assert read.employees == ()
+    assert [(p.location, p.message) for p in read.problems] == [(
+        f"{tree.uri} ou=missing,{tree.groups_dn}",
+        "group search failed: noSuchObject (code 32); nobody was read, so nobody is "
+        "deactivated")]
 
 
 @pytest.fixture(scope="module")
