@@ -60,9 +60,6 @@ class HrRead:
     file_name: str
     source: str
 
-    def location(self, line: int) -> str:
-        return f"{self.file_name}:{line}"
-
 
 def parse_leave_date(text: str) -> date:
     """`YYYY-MM-DD` or `DD.MM.YYYY`; raises ValueError otherwise (also for 31.02.)."""
@@ -99,9 +96,9 @@ def _read_text(config: HrCsvConfig) -> str:
 
 
 def _bad_bytes(value: str) -> str:
-    raw = value.encode("utf-8", errors="surrogateescape")
-    bad = [f"0x{b:02x}" for b in raw if b >= 0x80]
-    return " ".join(dict.fromkeys(bad[:3]))
+    """The first few undecodable bytes, e.g. "0xf6 0xdf" for Latin-1 "öß"."""
+    bad = [f"0x{ord(c) - 0xDC00:02x}" for c in value if 0xDC80 <= ord(c) <= 0xDCFF]
+    return " ".join(list(dict.fromkeys(bad))[:3])
 
 
 class _RowError(Exception):

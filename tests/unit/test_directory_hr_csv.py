@@ -117,14 +117,19 @@ def test_non_utf8_row_is_reported_and_the_rest_proceed(tmp_path: Path) -> None:
         b"Personalnummer;Login;Name\n1001;anna;Anna\n"
         + "1002;joerg;Jörg Weiß\n".encode("latin-1")
         + "1003;cara;Cara Lüders\n".encode()
+        + "1004;dirk;Dirk Müller-".encode() + "Weiß\n".encode("latin-1")
     )
     cols = HrColumns(employee_id="Personalnummer", localpart="Login", display_name="Name")
     read = read_hr_csv(config(path, cols, identity_source=True))
     assert [r.employee_id for r in read.records] == ["1001", "1003"]
     assert read.records[1].display_name == "Cara Lüders"
-    assert read.problems == (SourceProblem(
-        "employees.csv:3", "not valid UTF-8 in column 'Name' (bytes 0xf6 0xdf); export the "
-        "file as UTF-8; skipped", employee_id="1002"),)
+    assert read.problems == (
+        SourceProblem("employees.csv:3", "not valid UTF-8 in column 'Name' (bytes 0xf6 0xdf); "
+                      "export the file as UTF-8; skipped", employee_id="1002"),
+        # Valid UTF-8 ("ü") in the same cell is not blamed; only the Latin-1 byte is.
+        SourceProblem("employees.csv:5", "not valid UTF-8 in column 'Name' (bytes 0xdf); "
+                      "export the file as UTF-8; skipped", employee_id="1004"),
+    )
 
 
 def test_duplicate_ids_and_logins_report_every_copy(tmp_path: Path) -> None:
