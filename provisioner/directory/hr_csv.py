@@ -29,6 +29,7 @@ __all__ = ["HrRead", "HrRecord", "effective_status", "hr_directory_read", "parse
 _BOM = b"\xef\xbb\xbf"
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _GERMAN_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+_EXCEL_SEP = re.compile(r"sep=([;,])")
 # Undecodable bytes survive decoding as lone surrogates U+DC80..U+DCFF (surrogateescape),
 # so one bad row can be reported by line instead of failing the whole file.
 _UNDECODABLE = re.compile("[\udc80-\udcff]")
@@ -181,12 +182,12 @@ def _record(config: HrCsvConfig, line: int, row: _Row, server_name: str | None) 
     )
 
 
-def _header_index(config: HrCsvConfig, header: list[str]) -> dict[str, int]:
+def _header_index(config: HrCsvConfig, header: list[str], line: int) -> dict[str, int]:
     name = config.path.name
     names = [h.strip() for h in header]
     for h in names:
         if _UNDECODABLE.search(h):
-            raise DirectorySourceError(f"{name}:1: the header is not valid UTF-8 "
+            raise DirectorySourceError(f"{name}:{line}: the header is not valid UTF-8 "
                                        f"(bytes {_bad_bytes(h)}); export the file as UTF-8")
     index: dict[str, int] = {}
     for i, h in enumerate(names):
@@ -200,7 +201,7 @@ def _header_index(config: HrCsvConfig, header: list[str]) -> dict[str, int]:
                 f"is missing from the file; its columns are: {present}"
             )
         if names.count(column) > 1:
-            raise DirectorySourceError(f"{name}:1: column {column!r} appears more than once "
+            raise DirectorySourceError(f"{name}:{line}: column {column!r} appears more than once "
                                        "in the header")
     return index
 
@@ -212,22 +213,31 @@ def read_hr_csv(config: HrCsvConfig, server_name: str | None = None) -> HrRead:
     """
     text = _read_text(config)
     name = config.path.name
-    first_line = text.split("\n", 1)[0].rstrip("\r")
+    first_line, _, rest = text.partition("\n")
+    first_line = first_line.rstrip("\r")
+    skipped_lines = 0
+    excel_sep = _EXCEL_SEP.fullmatch(first_line.strip())
+    if excel_sep:
+        # Excel writes "sep=;" above the header when asked to; it names the delimiter.
+        text, skipped_lines = rest, 1
+        first_line = rest.partition("\n")[0].rstrip("\r")
     if not first_line.strip():
-        raise DirectorySourceError(f"{name}:1: the first line must be the header; it is empty")
-    delimiter = config.delimiter or _detect_delimiter(first_line)
+        raise DirectorySourceError(f"{name}:{skipped_lines + 1}: the first line must be the "
+                                   "header; it is empty")
+    delimiter = config.delimiter or (excel_sep[1] if excel_sep else None) \
+        or _detect_delimiter(first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
-        index = _header_index(config, header)
+        index = _header_index(config, header, skipped_lines + 1)
         rows: list[tuple[int, list[str]]] = []
         start = reader.line_num + 1
         for cells in reader:
-            rows.append((start, cells))
+            rows.append((skipped_lines + start, cells))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise DirectorySourceError(
-            f"{name}:{reader.line_num}: not a readable CSV file ({exc})"
+            f"{name}:{skipped_lines + reader.line_num}: not a readable CSV file ({exc})"
         ) from None
 
     records: list[HrRecord] = []

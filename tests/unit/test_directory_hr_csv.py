@@ -223,3 +223,20 @@ def test_broken_quoting_stops_the_whole_file_with_its_line(tmp_path: Path) -> No
         read_hr_csv(config(write(tmp_path, text), cols))
     assert str(caught.value) == ("employees.csv:3: not a readable CSV file "
                                  "(';' expected after '\"')")
+
+
+def test_excel_sep_line_names_the_delimiter_and_lines_stay_physical(tmp_path: Path) -> None:
+    # Excel's "sep=;" line is not the header; rows keep their physical line numbers.
+    text = "sep=;\r\nPersonalnummer;Status\r\n1001;aktiv\r\n1002;weg\r\n"
+    cols = HrColumns(employee_id="Personalnummer", status="Status")
+    read = read_hr_csv(config(write(tmp_path, text, bom=True), cols))
+    assert read.records == (HrRecord(3, "1001", status=Status.ACTIVE),)
+    assert [p.location for p in read.problems] == ["employees.csv:4"]
+
+
+def test_header_problems_name_the_header_line(tmp_path: Path) -> None:
+    text = "sep=,\nid,id,Status\n1,1,aktiv\n"
+    cols = HrColumns(employee_id="id", status="Status")
+    with pytest.raises(DirectorySourceError) as caught:
+        read_hr_csv(config(write(tmp_path, text), cols))
+    assert str(caught.value) == "employees.csv:2: column 'id' appears more than once in the header"
