@@ -7,8 +7,9 @@
     ou = add_ou(conn, unique_name("t"))
     add_people(conn, people, ou)
 
-Every person gets the plain-text password `password` (slapd binds with it as stored;
-test data only). DNs are built with escape_rdn, so odd names are fine.
+Every person gets the plain-text password TEST_PASSWORD (slapd binds with it as stored;
+test data only). DNs are built with escape_rdn, so odd names are fine. From the shell:
+`python -m tests.harness.ldap_seed --employees 10000 --groups 20 > seed.ldif`.
 """
 
 from __future__ import annotations
@@ -307,3 +308,25 @@ def start_slapd_variant(workdir: Path, seed_ldif: str = "", *, memberof: bool = 
 
 def start_slapd_with_memberof(workdir: Path, seed_ldif: str = "") -> SlapdVariant:
     return start_slapd_variant(workdir, seed_ldif, memberof=True)
+
+
+def main() -> None:
+    """`python -m tests.harness.ldap_seed --employees 10000 > seed.ldif` (for slapadd)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--employees", type=int, default=50)
+    parser.add_argument("--prefix", default="emp")
+    parser.add_argument("--groups", type=int, default=0,
+                        help="also write this many groupOfNames, members dealt round-robin")
+    args = parser.parse_args()
+    people = make_people(args.employees, prefix=args.prefix)
+    sys.stdout.write(people_ldif(people))
+    if args.groups:
+        sys.stdout.write(groups_ldif({f"Team {g:03d}": [p.uid for p in people[g::args.groups]]
+                                      for g in range(args.groups)}))
+
+
+if __name__ == "__main__":
+    main()
