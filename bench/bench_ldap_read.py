@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def bare_paged_read(uri: str, page: int) -> int:
     return count
 
 
-def timed(label: str, func: object, results: dict[str, list[float]], expected: int) -> None:
+def timed(label: str, func: Callable[[], int], results: dict[str, list[float]],
+          expected: int) -> None:
     start = time.perf_counter()
-    count = func()  # type: ignore[operator]
+    count = func()
     results[label].append(time.perf_counter() - start)
     if count != expected:
         raise SystemExit(f"{label}: read {count} entries, expected {expected}")
