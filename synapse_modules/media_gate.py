@@ -31,6 +31,7 @@ from synapse_modules.media_internals import (
     delete_local_media,
     install_download_gate,
     media_repository_of,
+    rooms_for_user_of,
 )
 from synapse_modules.media_policy import (
     MediaGateConfig,
@@ -71,7 +72,7 @@ class MediaGate:
     def __init__(self, config: MediaGateConfig, api: ModuleApi) -> None:
         self._config = config
         self._api = api
-        self._store = MediaStore(api)
+        self._store = MediaStore(api, rooms_for_user_of(api))
         # Refuses to start (IncompatibleSynapseError) if the wrapped internal changed.
         self._repo: MediaRepositoryLike | None = media_repository_of(api)
         if self._repo is not None:
@@ -99,11 +100,12 @@ class MediaGate:
 
     # --- downloads ------------------------------------------------------------------
 
-    async def _may_download(self, request: SynapseRequest, media_id: str) -> bool:
+    async def _may_download(self, request: SynapseRequest, media_id: str,
+                            uploader: str | None) -> bool:
         user_id = local_user_of(request.requester, self._api.is_mine)
-        if user_id is None:
+        if user_id is None or uploader is None:
             return False
-        facts = await self._store.facts(media_id, user_id)
+        facts = await self._store.facts(media_id, uploader, user_id)
         allowed = may_fetch(user_id, facts)
         if not allowed:
             logger.info("Refused media %s to %s", media_id, user_id)

@@ -6,12 +6,13 @@ the legacy `/_matrix/media/{r0,v1,v3}/{download,thumbnail}` and
 `/_matrix/federation/v1/media/{download,thumbnail}` - first asks
 `MediaRepository.get_local_media_info(request, media_id, max_timeout_ms, ...)` for the
 file's metadata, after authentication has set `request.requester`. We wrap that one
-method on the process's single MediaRepository instance. Withdrawn and expired files
-are removed with the same object's `delete_local_media_ids`.
+method on the process's single MediaRepository instance. Withdrawn and leavers' files
+are removed with the same object's `delete_local_media_ids`, and the gate reads
+Synapse's cached `get_rooms_for_user` (see `rooms_for_user_of`).
 
-Tested with Synapse 1.163.x. `check_media_repository` runs at start-up and refuses to
-let Synapse start when either method is gone or has changed shape, because a gate that
-silently stops being called would serve every file to everyone.
+Tested with Synapse 1.163.x. The checks here run at start-up and refuse to let Synapse
+start when any of these is gone or has changed shape, because a gate that silently
+stops being called would serve every file to everyone.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ TESTED_SYNAPSE = "1.163.x"
 # Parameter names (after self) the wrapper relies on, in order.
 GET_LOCAL_MEDIA_INFO_PARAMS = ("request", "media_id", "max_timeout_ms", "bypass_quarantine")
 DELETE_LOCAL_MEDIA_IDS_PARAMS = ("media_ids",)
+ROOMS_FOR_USER_PARAMS = ("user_id",)
 
 _GATED_MARK = "_hauspost_media_gate"
 
-Gate = Callable[[SynapseRequest, str], Awaitable[bool]]
+# (request, media_id, uploader or None) -> may this request have the file?
+Gate = Callable[[SynapseRequest, str, str | None], Awaitable[bool]]
+RoomsForUser = Callable[[str], Awaitable[frozenset[str]]]
 
 
 class IncompatibleSynapseError(RuntimeError):
@@ -88,15 +92,44 @@ def check_media_repository(repo: object) -> MediaRepositoryLike:
     return cast(MediaRepositoryLike, repo)
 
 
+def _homeserver_of(api: ModuleApi) -> Any:
+    hs = getattr(api, "_hs", None)
+    if hs is None or not callable(getattr(hs, "get_media_repository", None)):
+        raise _refuse("the module API no longer exposes the homeserver's media repository")
+    return hs
+
+
+def rooms_for_user_of(api: ModuleApi) -> RoomsForUser:
+    """Synapse's own cached `get_rooms_for_user(user_id) -> frozenset[room_id]`.
+
+    Read, not wrapped. Synapse invalidates this cache in the same transaction that
+    persists a membership change, on every worker, so the gate sees a leave at once;
+    a cache of our own would lag behind. It spares the gate a database round trip
+    per download.
+    """
+    hs = _homeserver_of(api)
+    store = getattr(hs.get_datastores(), "main", None)
+    method = getattr(store, "get_rooms_for_user", None)
+    if method is None or not callable(method):
+        raise _refuse("the main data store has no get_rooms_for_user")
+    try:
+        params = tuple(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        raise _refuse("get_rooms_for_user has no inspectable signature") from None
+    # Synapse's @cached wrapper reports the undecorated function's signature, self included.
+    found = params[1:2] if params[:1] == ("self",) else params[:1]
+    if found != ROOMS_FOR_USER_PARAMS:
+        raise _refuse(f"get_rooms_for_user takes ({', '.join(found)}) instead of (user_id)")
+    return cast(RoomsForUser, method)
+
+
 def media_repository_of(api: ModuleApi) -> MediaRepositoryLike | None:
     """This process's MediaRepository (checked), or None if this process serves no media.
 
     A worker without the media repository never answers a download, so there is
     nothing to gate there; it must not create a MediaRepository of its own either.
     """
-    hs = getattr(api, "_hs", None)
-    if hs is None or not callable(getattr(hs, "get_media_repository", None)):
-        raise _refuse("the module API no longer exposes the homeserver's media repository")
+    hs = _homeserver_of(api)
     media_config = getattr(getattr(hs, "config", None), "media", None)
     can_load = getattr(media_config, "can_load_media_repo", None)
     if not isinstance(can_load, bool):
@@ -107,12 +140,13 @@ def media_repository_of(api: ModuleApi) -> MediaRepositoryLike | None:
 
 
 def install_download_gate(repo: MediaRepositoryLike, gate: Gate) -> None:
-    """Make every local download and thumbnail ask `gate(request, media_id)` first.
+    """Make every local download and thumbnail ask `gate(request, media_id, uploader)`.
 
-    A refusal is the same 404 Synapse sends for an unknown ID (same status, errcode and
-    message), so a refused requester learns nothing. The gate runs *before* Synapse's
-    own lookup, which would otherwise answer 504 "not yet uploaded" for pending IDs and
-    so reveal that they exist.
+    Synapse's own lookup runs first: it reads the file's row anyway (so the gate needs
+    no query of its own to learn the uploader) and answers unknown, quarantined and
+    withdrawn IDs itself. A refusal is then the very 404 Synapse sends for an unknown
+    ID (same status, errcode and message, which names the request path), so a refused
+    requester cannot tell the two apart, and nothing has been sent yet.
     """
     original = repo.get_local_media_info
     if getattr(original, _GATED_MARK, False):
@@ -121,10 +155,17 @@ def install_download_gate(repo: MediaRepositoryLike, gate: Gate) -> None:
     async def gated_get_local_media_info(request: SynapseRequest, media_id: str,
                                          max_timeout_ms: int,
                                          bypass_quarantine: bool = False) -> Any:
-        if not await gate(request, media_id):
-            raise SynapseError(404, "Not found", Codes.NOT_FOUND)
-        return await original(request, media_id, max_timeout_ms,
-                              bypass_quarantine=bypass_quarantine)
+        # Withdrawn files are quarantined until their bytes are gone; the admin-only
+        # "bypass quarantine" switch is ignored because admins get no special access.
+        info = await original(request, media_id, max_timeout_ms, bypass_quarantine=False)
+        if info is None:
+            return None  # Synapse has answered (404, or 504 "not yet uploaded")
+        uploader = getattr(info, "user_id", None)
+        if not await gate(request, media_id, uploader if isinstance(uploader, str) else None):
+            # Word for word what Synapse answers for an unknown ID (media/_base.py).
+            path = request.path.decode() if request.path is not None else ""
+            raise SynapseError(404, f"Not found '{path}'", Codes.NOT_FOUND)
+        return info
 
     setattr(gated_get_local_media_info, _GATED_MARK, True)
     # The instance attribute shadows the class method for every caller: the download

@@ -2,8 +2,8 @@
 
 The download rule (docs/media-control.md explains it for admins and employees):
 
-* nobody fetches a withdrawn file, and nobody fetches anything without being an
-  active employee (a logged-in, not deactivated local user);
+* nobody fetches anything without being an active employee (a logged-in, not
+  deactivated local user);
 * the uploader may fetch their own file;
 * an active employee may fetch it while they *currently* share a room with the
   uploader, and only while the uploader is still active;
@@ -14,6 +14,9 @@ The download rule (docs/media-control.md explains it for admins and employees):
 cannot read encrypted events: it never learns in which room an encrypted file was
 posted. Tying access to the *uploader's* rooms makes forwarding useless: Bob
 forwarding Alice's file into a room with Carol does not give Carol a room with Alice.
+
+A withdrawn file is refused to everyone, the uploader included, by Synapse itself:
+withdrawal marks it quarantined in the database, then deletes it (media_store.py).
 """
 
 from __future__ import annotations
@@ -80,10 +83,9 @@ def parse_media_gate_config(raw: object) -> MediaGateConfig:
 
 @dataclass(frozen=True)
 class MediaFacts:
-    """What the database says about one local file and one requester, read in one query."""
+    """What the server knows about one local file and one requester."""
 
     uploader: str
-    withdrawn: bool
     uploader_active: bool
     requester_active: bool
     shares_room_with_uploader: bool
@@ -98,11 +100,10 @@ def may_fetch(requester: str | None, facts: MediaFacts | None) -> bool:
     """
     if requester is None or facts is None:
         return False
-    withdrawn = facts.withdrawn
     not_an_active_employee = not facts.requester_active
     is_uploader = requester == facts.uploader
     colleague_of_active_uploader = facts.uploader_active and facts.shares_room_with_uploader
-    if withdrawn or not_an_active_employee:
+    if not_an_active_employee:
         return False
     return is_uploader or colleague_of_active_uploader or facts.is_profile_picture
 

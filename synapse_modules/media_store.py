@@ -3,21 +3,29 @@
 State lives in the database, not in process memory, so every worker sees a withdrawal
 or a deactivation at once. Two tables of our own:
 
-* `hauspost_media_withdrawn`: files their uploader withdrew. Authoritative: the gate
-  refuses these even if deleting the bytes failed or has not happened yet.
+* `hauspost_media_withdrawn`: who withdrew which file, when (the record of the
+  employee's decision). The same transaction marks Synapse's row of the file as
+  quarantined, and Synapse refuses quarantined files on every request - so the file
+  is unreachable everywhere at once, even before its bytes are deleted.
 * `hauspost_media_leavers`: when the gate first saw an uploader deactivated; their
   files are deleted `leaver_grace_period_days` later.
 
-Synapse's tables are only read (`local_media_repository`, `users`,
-`local_current_membership`, `profiles`), with bound parameters only.
+Synapse's tables are read with bound parameters only (`local_media_repository`,
+`users`, `profiles`); the only write to one of them is the quarantine mark.
+
+The download hot path reads no table itself: Synapse's own lookup of the file's row
+names the uploader, accounts come from Synapse's cached `get_userinfo_by_id`, room
+memberships from Synapse's cached `get_rooms_for_user`. Only a refusal asks one more
+question (is the file someone's profile picture?).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from synapse.module_api import LoggingTransaction, ModuleApi
 
+from synapse_modules.media_internals import RoomsForUser
 from synapse_modules.media_policy import MediaFacts
 
 _SCHEMA = (
@@ -32,24 +40,9 @@ _SCHEMA = (
     )""",
 )
 
-# One statement, one round trip per download: the gate sits on the hot path.
-_FACTS_SQL = """
-SELECT m.user_id,
-       EXISTS (SELECT 1 FROM hauspost_media_withdrawn w WHERE w.media_id = m.media_id),
-       EXISTS (SELECT 1 FROM users u WHERE u.name = m.user_id AND u.deactivated = 0),
-       EXISTS (SELECT 1 FROM users u WHERE u.name = ? AND u.deactivated = 0),
-       EXISTS (SELECT 1 FROM local_current_membership a
-               JOIN local_current_membership b ON b.room_id = a.room_id
-               WHERE a.user_id = m.user_id AND a.membership = 'join'
-                 AND b.user_id = ? AND b.membership = 'join')
-FROM local_media_repository m
-WHERE m.media_id = ?
-"""
+WITHDRAWN_MARK = "hauspost: withdrawn by uploader"
 
-# Only asked when the main rule refused: profile pictures are rare among files and
-# `profiles.avatar_url` has no index.
 _PROFILE_PICTURE_SQL = "SELECT 1 FROM profiles WHERE avatar_url = ? LIMIT 1"
-
 
 @dataclass(frozen=True)
 class WithdrawResult:
@@ -58,8 +51,9 @@ class WithdrawResult:
 
 
 class MediaStore:
-    def __init__(self, api: ModuleApi) -> None:
+    def __init__(self, api: ModuleApi, rooms_for_user: RoomsForUser) -> None:
         self._api = api
+        self._rooms_for_user = rooms_for_user
         self._server_name = api.server_name
         self._schema_ready = False
 
@@ -77,27 +71,32 @@ class MediaStore:
     def _mxc(self, media_id: str) -> str:
         return f"mxc://{self._server_name}/{media_id}"
 
-    async def facts(self, media_id: str, requester: str) -> MediaFacts | None:
-        await self.ensure_schema()
+    async def _is_active(self, user_id: str) -> bool:
+        info = await self._api.get_userinfo_by_id(user_id)
+        return info is not None and not info.is_deactivated
+
+    async def is_profile_picture(self, media_id: str) -> bool:
         mxc = self._mxc(media_id)
 
-        def read(txn: LoggingTransaction) -> MediaFacts | None:
-            txn.execute(_FACTS_SQL, (requester, requester, media_id))
-            row = txn.fetchone()
-            if row is None or row[0] is None:
-                return None
-            uploader, withdrawn, uploader_active, requester_active, shares = row
-            profile_picture = False
-            if not (requester == uploader or (uploader_active and shares)):
-                txn.execute(_PROFILE_PICTURE_SQL, (mxc,))
-                profile_picture = txn.fetchone() is not None
-            return MediaFacts(uploader=str(uploader), withdrawn=bool(withdrawn),
-                              uploader_active=bool(uploader_active),
-                              requester_active=bool(requester_active),
-                              shares_room_with_uploader=bool(shares),
-                              is_profile_picture=profile_picture)
+        def read(txn: LoggingTransaction) -> bool:
+            txn.execute(_PROFILE_PICTURE_SQL, (mxc,))
+            return txn.fetchone() is not None
 
-        return await self._api.run_db_interaction("hauspost_media_facts", read)
+        return await self._api.run_db_interaction("hauspost_media_avatar", read)
+
+    async def facts(self, media_id: str, uploader: str, requester: str) -> MediaFacts:
+        is_uploader = uploader == requester
+        requester_active = await self._is_active(requester)
+        uploader_active = requester_active if is_uploader else await self._is_active(uploader)
+        shares = is_uploader or not (await self._rooms_for_user(uploader)).isdisjoint(
+            await self._rooms_for_user(requester))
+        facts = MediaFacts(uploader=uploader, uploader_active=uploader_active,
+                           requester_active=requester_active,
+                           shares_room_with_uploader=shares, is_profile_picture=False)
+        if requester_active and not (shares and uploader_active):
+            # Only the refused ask: the profiles table has no index on avatar_url.
+            facts = replace(facts, is_profile_picture=await self.is_profile_picture(media_id))
+        return facts
 
     async def withdraw(self, media_id: str, user_id: str, now_ms: int) -> WithdrawResult:
         """Record that `user_id` withdrew `media_id`, if it is theirs."""
@@ -116,6 +115,9 @@ class MediaStore:
                 return WithdrawResult(found=False, already_withdrawn=False)
             txn.execute("INSERT INTO hauspost_media_withdrawn (media_id, user_id, withdrawn_ts)"
                         " VALUES (?, ?, ?)", (media_id, user_id, now_ms))
+            txn.execute("UPDATE local_media_repository SET quarantined_by = ?"
+                        " WHERE media_id = ? AND user_id = ?",
+                        (WITHDRAWN_MARK, media_id, user_id))
             return WithdrawResult(found=True, already_withdrawn=False)
 
         return await self._api.run_db_interaction("hauspost_media_withdraw", write)

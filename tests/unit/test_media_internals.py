@@ -14,6 +14,7 @@ from synapse_modules.media_internals import (
     check_media_repository,
     install_download_gate,
     media_repository_of,
+    rooms_for_user_of,
 )
 
 
@@ -111,26 +112,90 @@ def test_worker_without_media_repository_gets_no_gate() -> None:
     assert media_repository_of(Api()) is None  # type: ignore[arg-type]
 
 
-def test_the_gate_runs_first_and_refuses_with_the_unknown_id_404() -> None:
-    repo = ShapedLike163()
-    asked: list[str] = []
+class Info:
+    def __init__(self, media_id: str) -> None:
+        self.user_id = "@alice:hauspost.test" if media_id != "orphan" else None
 
-    async def gate(request: Any, media_id: str) -> bool:
-        asked.append(media_id)
+
+class LikeSynapse(ShapedLike163):
+    async def get_local_media_info(self, request: Any, media_id: str, max_timeout_ms: int,
+                                   bypass_quarantine: bool = False) -> Any:
+        self.calls.append((media_id, max_timeout_ms, bypass_quarantine))
+        return None if media_id == "unknown" else Info(media_id)
+
+
+def test_the_gate_decides_after_synapse_lookup_and_refuses_with_synapse_404() -> None:
+    repo = LikeSynapse()
+    asked: list[tuple[str, str | None]] = []
+
+    async def gate(request: Any, media_id: str, uploader: str | None) -> bool:
+        asked.append((media_id, uploader))
         return media_id == "open"
 
     install_download_gate(repo, gate)  # type: ignore[arg-type]
     install_download_gate(repo, gate)  # type: ignore[arg-type]  # idempotent
 
+    class Request:
+        path = b"/_matrix/client/v1/media/download/hauspost.test/closed"
+
     async def run() -> None:
-        assert await repo.get_local_media_info(None, "open", 20, bypass_quarantine=True) \
-            == "info:open"
+        info = await repo.get_local_media_info(Request(), "open", 20, bypass_quarantine=True)
+        assert isinstance(info, Info)
         with pytest.raises(SynapseError) as excinfo:
-            await repo.get_local_media_info(None, "closed", 20)
+            await repo.get_local_media_info(Request(), "closed", 20)
         assert (excinfo.value.code, excinfo.value.errcode, excinfo.value.msg) == (
-            404, "M_NOT_FOUND", "Not found")
+            404, "M_NOT_FOUND", f"Not found '{Request.path.decode()}'")
+        with pytest.raises(SynapseError):
+            await repo.get_local_media_info(Request(), "orphan", 20)
+        # Synapse answered an unknown ID itself: nothing for the gate to decide.
+        assert await repo.get_local_media_info(Request(), "unknown", 20) is None
 
     asyncio.run(run())
-    # Refused requests never reach Synapse's lookup (which would reveal pending IDs).
-    assert repo.calls == [("open", 20, True)]
-    assert asked == ["open", "closed"]
+    # The admin quarantine bypass is switched off (withdrawn files are quarantined).
+    assert repo.calls == [("open", 20, False), ("closed", 20, False), ("orphan", 20, False),
+                          ("unknown", 20, False)]
+    assert asked == [("open", "@alice:hauspost.test"), ("closed", "@alice:hauspost.test"),
+                     ("orphan", None)]
+
+
+def test_rooms_for_user_is_checked_against_the_installed_synapse() -> None:
+    from synapse.storage.databases.main.roommember import RoomMemberWorkerStore
+
+    class Clock:
+        pass
+
+    store = RoomMemberWorkerStore.__new__(RoomMemberWorkerStore)
+    store.server_name = "hauspost.test"
+    store.clock = Clock()  # type: ignore[assignment]
+
+    class Databases:
+        main = store
+
+    class Media:
+        can_load_media_repo = True
+
+    class Config:
+        media = Media()
+
+    class Hs:
+        config = Config()
+
+        def get_datastores(self) -> Databases:
+            return Databases()
+
+        def get_media_repository(self) -> object:
+            return ShapedLike163()
+
+    class Api:
+        _hs = Hs()
+
+    assert callable(rooms_for_user_of(Api()))  # type: ignore[arg-type]
+
+    class Renamed:
+        async def get_rooms_for_member(self, user_id: str) -> frozenset[str]:
+            return frozenset()
+
+    Databases.main = Renamed()  # type: ignore[assignment]
+    with pytest.raises(IncompatibleSynapseError, match="main data store has no "
+                       "get_rooms_for_user"):
+        rooms_for_user_of(Api())  # type: ignore[arg-type]

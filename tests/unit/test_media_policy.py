@@ -65,7 +65,7 @@ def test_config_errors_name_the_key(raw: dict[str, Any], message: str) -> None:
 
 # --- who may fetch ------------------------------------------------------------------------
 
-ROOM_MATE = MediaFacts(uploader=ALICE, withdrawn=False, uploader_active=True,
+ROOM_MATE = MediaFacts(uploader=ALICE, uploader_active=True,
                        requester_active=True, shares_room_with_uploader=True,
                        is_profile_picture=False)
 STRANGER = replace(ROOM_MATE, shares_room_with_uploader=False)
@@ -77,13 +77,10 @@ STRANGER = replace(ROOM_MATE, shares_room_with_uploader=False)
     (CAROL, STRANGER, False),  # an employee outside Alice's rooms
     (CAROL, None, False),  # unknown media ID
     (None, ROOM_MATE, False),  # unauthenticated
-    (BOB, replace(ROOM_MATE, withdrawn=True), False),
-    (ALICE, replace(STRANGER, withdrawn=True), False),  # withdrawn: the uploader too
     (BOB, replace(ROOM_MATE, requester_active=False), False),
     (BOB, replace(ROOM_MATE, uploader_active=False), False),  # a leaver's files
     (CAROL, replace(STRANGER, is_profile_picture=True), True),
     (CAROL, replace(STRANGER, is_profile_picture=True, requester_active=False), False),
-    (CAROL, replace(STRANGER, is_profile_picture=True, withdrawn=True), False),
 ])
 def test_who_may_fetch(requester: str | None, facts: MediaFacts | None, allowed: bool) -> None:
     assert may_fetch(requester, facts) is allowed
