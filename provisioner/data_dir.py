@@ -115,6 +115,8 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
             "uri": ldap.uri,
             "base_dn": ldap.base_dn,
             "start_tls": ldap.start_tls,
+            "validate_cert": ldap.validate_cert,
+            "active_directory": ldap.active_directory,
             "user_filter": ldap.user_filter,
             "localpart_attribute": ldap.localpart_attribute,
             "display_name_attribute": ldap.display_name_attribute,

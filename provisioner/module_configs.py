@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from provisioner.directory.ldap_source import login_filter
 from provisioner.settings import LdapSettings
 
 
@@ -35,7 +36,10 @@ def ldap_login(ldap: LdapSettings) -> ModuleEntry:
             "mail": ldap.email_attribute,
             "name": ldap.display_name_attribute,
         },
-        "filter": ldap.user_filter,
+        # Only people the sync would read as active employees: the module creates an
+        # account at the first successful login, so a wider filter would let a disabled
+        # person in before the next sync.
+        "filter": login_filter(ldap),
     }
     if ldap.bind_dn:
         config["mode"] = "search"
