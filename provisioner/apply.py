@@ -15,10 +15,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from provisioner.errors import HauspostError
 from provisioner.offboard import end_access
@@ -35,7 +36,6 @@ from provisioner.planner import (
 )
 from provisioner.store import Store
 from provisioner.store import repository as repo
-from provisioner.store.models import AccountRow
 from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
@@ -84,93 +84,76 @@ class _Applier:
     async def one(self, action: Action) -> None:
         """Make the change in Synapse, then store link, state and audit row in one commit."""
         now = self.clock()
+        uid = action.user_id
+
+        def audit(conn: Connection, action_name: str, reason: str,
+                  details: dict[str, Any]) -> None:
+            repo.add_audit(conn, actor=self.actor, action=action_name, target=uid, now=now,
+                           reason=reason, run_id=self.run_id, details=details)
+
         if isinstance(action, CreateAccount):
-            await self.admin.create_account(action.user_id, display_name=action.display_name,
+            await self.admin.create_account(uid, display_name=action.display_name,
                                             email=action.email,
                                             password=self.options.initial_password)
-            with self.store.session() as s:
-                repo.insert_link(s, employee_id=action.employee_id, user_id=action.user_id,
-                                 now=now, run_id=self.run_id, display_name=action.display_name,
-                                 email=action.email)
-                repo.append_audit(s, actor=self.actor, action="account.create",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="new employee in the directory",
-                                  details={"employee_id": action.employee_id,
-                                           "display_name": action.display_name,
-                                           "email": action.email,
-                                           "local_password": self.options.initial_password
-                                           is not None})
+            with self.store.transaction() as conn:
+                repo.add_link(conn, employee_id=action.employee_id, user_id=uid, now=now,
+                              run_id=self.run_id, display_name=action.display_name,
+                              email=action.email)
+                audit(conn, "account.create", "new employee in the directory",
+                      {"employee_id": action.employee_id,
+                       "display_name": action.display_name, "email": action.email,
+                       "local_password": self.options.initial_password is not None})
         elif isinstance(action, LinkAccount):
-            with self.store.session() as s:
-                repo.insert_link(s, employee_id=action.employee_id, user_id=action.user_id,
-                                 now=now, run_id=self.run_id, display_name=None, email=None)
-                repo.append_audit(s, actor=self.actor, action="account.link",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="existing account matches the employee's login",
-                                  details={"employee_id": action.employee_id})
+            with self.store.transaction() as conn:
+                repo.add_link(conn, employee_id=action.employee_id, user_id=uid, now=now,
+                              run_id=self.run_id, display_name=None, email=None)
+                audit(conn, "account.link", "existing account matches the employee's login",
+                      {"employee_id": action.employee_id})
         elif isinstance(action, UpdateDisplayName):
-            await self.admin.set_display_name(action.user_id, action.new)
-            with self.store.session() as s:
-                row = self._row(s, action)
-                repo.record_applied(row, display_name=action.new)
-                repo.append_audit(s, actor=self.actor, action="account.set_display_name",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="display name changed in the directory",
-                                  details={"employee_id": action.employee_id,
-                                           "old": action.old, "new": action.new})
+            await self.admin.set_display_name(uid, action.new)
+            with self.store.transaction() as conn:
+                repo.update_account(conn, uid, display_name=action.new)
+                audit(conn, "account.set_display_name",
+                      "display name changed in the directory",
+                      {"employee_id": action.employee_id,
+                       "old": action.old, "new": action.new})
         elif isinstance(action, UpdateEmail):
-            await self.admin.set_email(action.user_id, action.new)
-            with self.store.session() as s:
-                row = self._row(s, action)
-                repo.record_applied(row, email=action.new, set_email=True)
-                repo.append_audit(s, actor=self.actor, action="account.set_email",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="e-mail changed in the directory",
-                                  details={"employee_id": action.employee_id,
-                                           "old": action.old, "new": action.new})
+            await self.admin.set_email(uid, action.new)
+            with self.store.transaction() as conn:
+                repo.update_account(conn, uid, email=action.new)
+                audit(conn, "account.set_email", "e-mail changed in the directory",
+                      {"employee_id": action.employee_id,
+                       "old": action.old, "new": action.new})
         elif isinstance(action, Deactivate):
-            devices_after = await end_access(self.admin, action.user_id, erase=False)
-            with self.store.session() as s:
-                row = self._row(s, action)
-                repo.record_deactivated(row, now=now, reason=action.reason.text, hold=False)
-                repo.append_audit(s, actor=self.actor, action="account.deactivate",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason=action.reason.text,
-                                  details={"employee_id": action.employee_id,
-                                           "devices_deleted_after": devices_after})
+            devices_after = await end_access(self.admin, uid, erase=False)
+            with self.store.transaction() as conn:
+                repo.update_account(conn, uid, active=False, deactivated_at=now,
+                                    deactivation_reason=action.reason.text)
+                audit(conn, "account.deactivate", action.reason.text,
+                      {"employee_id": action.employee_id,
+                       "devices_deleted_after": devices_after})
         elif isinstance(action, Reactivate):
-            await self.admin.reactivate(action.user_id, display_name=action.display_name,
+            await self.admin.reactivate(uid, display_name=action.display_name,
                                         email=action.email,
                                         password=self.options.initial_password)
-            with self.store.session() as s:
-                row = self._row(s, action)
-                repo.record_reactivated(row)
-                repo.record_applied(row, display_name=action.display_name, email=action.email,
-                                    set_email=True)
-                repo.append_audit(s, actor=self.actor, action="account.reactivate",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="employee active in the directory again (rehire)",
-                                  details={"employee_id": action.employee_id,
-                                           "display_name": action.display_name,
-                                           "email": action.email})
+            with self.store.transaction() as conn:
+                repo.update_account(conn, uid, active=True, hold=False, deactivated_at=None,
+                                    deactivation_reason=None,
+                                    display_name=action.display_name, email=action.email)
+                audit(conn, "account.reactivate",
+                      "employee active in the directory again (rehire)",
+                      {"employee_id": action.employee_id,
+                       "display_name": action.display_name,
+                       "email": action.email})
         elif isinstance(action, ReleaseHold):
-            with self.store.session() as s:
-                row = self._row(s, action)
-                row.hold = False
-                repo.append_audit(s, actor=self.actor, action="account.release_hold",
-                                  target=action.user_id, now=now, run_id=self.run_id,
-                                  reason="the directory no longer lists the employee as active",
-                                  details={"employee_id": action.employee_id})
+            with self.store.transaction() as conn:
+                repo.update_account(conn, uid, hold=False)
+                audit(conn, "account.release_hold",
+                      "the directory no longer lists the employee as active",
+                      {"employee_id": action.employee_id})
         else:  # pragma: no cover - the planner makes no other actions
             raise TypeError(f"unknown action {action!r}")
         self.result.applied[action.kind] += 1
-
-    @staticmethod
-    def _row(session: Session, action: Action) -> AccountRow:
-        row = repo.get_account(session, action.user_id)
-        if row is None:
-            raise HauspostError(f"{action.user_id} has no stored link; run sync again")
-        return row
 
 
 async def apply_plan(plan: Plan, *, admin: SynapseAdmin, store: Store, run_id: int,

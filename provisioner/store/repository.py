@@ -8,14 +8,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from provisioner.employee import Employee
 from provisioner.planner import Link
 from provisioner.store.models import AccountRow, AuditRow, EmployeeRow, RunRow
+
+_EMPLOYEES = cast(Table, EmployeeRow.__table__)
+_ACCOUNTS = cast(Table, AccountRow.__table__)
+_AUDIT = cast(Table, AuditRow.__table__)
 
 # --- accounts ----------------------------------------------------------------------------
 
@@ -75,24 +79,34 @@ def _employee_values(e: Employee, source: str) -> dict[str, Any]:
             "status": e.status.value, "leave_date": e.leave_date, "source": source}
 
 
+_EMPLOYEE_FIELDS = ("localpart", "display_name", "email", "status", "leave_date", "source")
+
+
 def save_employees(session: Session, employees: Iterable[Employee], *, source: str,
                    now: datetime) -> int:
-    """Insert new and update changed employee records; returns how many rows changed."""
-    existing = {row.employee_id: row for row in session.scalars(select(EmployeeRow))}
-    changed = 0
+    """Insert new and update changed employee records; returns how many rows changed.
+
+    Core statements in bulk: a sync of 10,000 employees must not spend seconds here.
+    """
+    table = _EMPLOYEES
+    columns = [table.c.employee_id, *(table.c[f] for f in _EMPLOYEE_FIELDS)]
+    existing = {row[0]: tuple(row[1:]) for row in session.execute(select(*columns))}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
     for emp in employees:
         values = _employee_values(emp, source)
-        row = existing.get(emp.employee_id)
-        if row is None:
-            session.add(EmployeeRow(employee_id=emp.employee_id, first_seen_at=now,
-                                    updated_at=now, **values))
-            changed += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.updated_at = now
-            changed += 1
-    return changed
+        current = existing.get(emp.employee_id)
+        if current is None:
+            inserts.append({"employee_id": emp.employee_id, "first_seen_at": now,
+                            "updated_at": now, **values})
+        elif current != tuple(values[f] for f in _EMPLOYEE_FIELDS):
+            updates.append({"b_id": emp.employee_id, "updated_at": now, **values})
+    if inserts:
+        session.execute(insert(table), inserts)
+    if updates:
+        session.execute(update(table).where(table.c.employee_id == bindparam("b_id")),
+                        updates)
+    return len(inserts) + len(updates)
 
 
 def get_employee(session: Session, employee_id: str) -> EmployeeRow | None:
@@ -171,3 +185,41 @@ def query_audit(session: Session, query: AuditQuery) -> Sequence[AuditRow]:
             select(AuditRow).join(inner, AuditRow.id == inner.c.id).order_by(AuditRow.id.desc())
         ).all()))
     return session.scalars(stmt).all()
+
+
+# --- per-change writes while applying ------------------------------------------------------
+#
+# Core statements on one connection: each applied change commits its link / state / audit
+# row together, at a cost small next to the admin-API call (the ORM's unit of work per
+# change cost ~10 % of a 10,000-account sync). The database triggers still guard the
+# audit log and the links.
+
+
+def add_link(conn: Connection, *, employee_id: str, user_id: str, now: datetime,
+             run_id: int | None, display_name: str | None, email: str | None) -> None:
+    conn.execute(insert(_ACCOUNTS).values(
+        user_id=user_id, employee_id=employee_id, created_at=now, created_run_id=run_id,
+        display_name=display_name, email=email, active=True, hold=False))
+
+
+_MUTABLE_ACCOUNT_FIELDS = frozenset({"display_name", "email", "active", "hold",
+                                     "deactivated_at", "deactivation_reason"})
+
+
+def update_account(conn: Connection, user_id: str, **values: Any) -> None:
+    """Change what we applied to an account; the link columns are not accepted here."""
+    unknown = set(values) - _MUTABLE_ACCOUNT_FIELDS
+    if unknown:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    table = _ACCOUNTS
+    result = conn.execute(update(table).where(table.c.user_id == user_id).values(**values))
+    if result.rowcount != 1:
+        raise LookupError(f"{user_id} has no stored link")
+
+
+def add_audit(conn: Connection, *, actor: str, action: str, target: str, now: datetime,
+              reason: str | None = None, run_id: int | None = None,
+              details: dict[str, Any] | None = None) -> None:
+    conn.execute(insert(_AUDIT).values(
+        at=now, actor=actor, action=action, target=target, reason=reason, run_id=run_id,
+        details=details))
