@@ -134,6 +134,7 @@ allow_public_rooms_over_federation: false  # the room list is not served to othe
 enable_registration: false  # nobody signs up on their own
 allow_guest_access: false  # no anonymous guests
 enable_3pid_changes: false  # e-mail addresses come from HR, not from users
+enable_3pid_lookup: false  # never ask an identity server who owns an e-mail address
 enable_set_displayname: false  # display names come from HR, not from users
 enable_set_avatar_url: false  # avatars are managed centrally
 password_config:

@@ -168,13 +168,23 @@ class SynapseProcess:
 
 
 def first_error_line(output: str) -> str:
-    """The most telling line of a failed start-up (a ConfigError, else the last line)."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    for marker in ("Error in configuration", "ConfigError", "Error:", "Exception:"):
-        for i, line in enumerate(lines):
+    """The most telling line of a failed start-up (a ConfigError, else the last line).
+
+    Synapse prints a config error as a headline followed by indented detail lines; they
+    are joined so the one-line error carries the module's own reason too.
+    """
+    raw = output.splitlines()
+    for i, line in enumerate(raw):
+        if "Error in configuration" in line:
+            detail = []
+            for following in raw[i + 1:]:
+                if not following.startswith((" ", "\t")) or not following.strip():
+                    break
+                detail.append(following.strip())
+            return " ".join([line.strip(), *detail])
+    lines = [ln.strip() for ln in raw if ln.strip()]
+    for marker in ("ConfigError", "Error:", "Exception:"):
+        for line in lines:
             if marker in line:
-                following = lines[i + 1] if i + 1 < len(lines) else ""
-                if marker == "Error in configuration" and following:
-                    return f"{line} {following}"
                 return line
     return lines[-1] if lines else "(no output)"
