@@ -7,8 +7,8 @@ The download rule (docs/media-control.md explains it for admins and employees):
 * the uploader may fetch their own file;
 * an active employee may fetch it while they *currently* share a room with the
   uploader, and only while the uploader is still active;
-* a file that is some employee's profile picture may be fetched by every active
-  employee (profile pictures are set centrally, never by users themselves).
+* a file that is its uploader's own current profile picture may be fetched by every
+  active employee (central tools upload a picture as the employee it belongs to).
 
 "Shares a room with the uploader", not "can see the event", because the server
 cannot read encrypted events: it never learns in which room an encrypted file was

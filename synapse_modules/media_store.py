@@ -16,7 +16,7 @@ Synapse's tables are read with bound parameters only (`local_media_repository`,
 The download hot path reads no table itself: Synapse's own lookup of the file's row
 names the uploader, accounts come from Synapse's cached `get_userinfo_by_id`, room
 memberships from Synapse's cached `get_rooms_for_user`. Only a refusal asks one more
-question (is the file someone's profile picture?).
+question (is the file a profile picture?).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ _SCHEMA = (
 
 WITHDRAWN_MARK = "hauspost: withdrawn by uploader"
 
-_PROFILE_PICTURE_SQL = "SELECT 1 FROM profiles WHERE avatar_url = ? LIMIT 1"
+# profiles.user_id holds the localpart of a local user.
+_OWN_PROFILE_PICTURE_SQL = "SELECT 1 FROM profiles WHERE avatar_url = ? AND user_id = ? LIMIT 1"
 
 @dataclass(frozen=True)
 class WithdrawResult:
@@ -75,11 +76,19 @@ class MediaStore:
         info = await self._api.get_userinfo_by_id(user_id)
         return info is not None and not info.is_deactivated
 
-    async def is_profile_picture(self, media_id: str) -> bool:
+    async def is_profile_picture(self, media_id: str, uploader: str) -> bool:
+        """Is the file its uploader's own current profile picture?
+
+        Not "somebody's": Synapse lets a user without a picture set one once even with
+        `enable_set_avatar_url: false`, and anyone could then publish a colleague's file
+        by making it their own avatar. Central tools upload a picture as the employee
+        (admin login-as token), so it counts as the employee's own.
+        """
         mxc = self._mxc(media_id)
+        localpart = uploader[1:].split(":", 1)[0]
 
         def read(txn: LoggingTransaction) -> bool:
-            txn.execute(_PROFILE_PICTURE_SQL, (mxc,))
+            txn.execute(_OWN_PROFILE_PICTURE_SQL, (mxc, localpart))
             return txn.fetchone() is not None
 
         return await self._api.run_db_interaction("hauspost_media_avatar", read)
@@ -95,7 +104,8 @@ class MediaStore:
                            shares_room_with_uploader=shares, is_profile_picture=False)
         if requester_active and not (shares and uploader_active):
             # Only the refused ask: the profiles table has no index on avatar_url.
-            facts = replace(facts, is_profile_picture=await self.is_profile_picture(media_id))
+            facts = replace(facts, is_profile_picture=await self.is_profile_picture(
+                media_id, uploader))
         return facts
 
     async def withdraw(self, media_id: str, user_id: str, now_ms: int) -> WithdrawResult:

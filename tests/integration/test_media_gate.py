@@ -451,3 +451,77 @@ def test_synapse_refuses_to_start_when_the_wrapped_internal_is_gone(
     assert ("IncompatibleSynapseError: Hauspost media gate: "
             "MediaRepository.get_local_media_info is missing. The gate was tested with "
             "Synapse 1.163.x") in excinfo.value.output
+
+
+# --- profile pictures and room avatars ----------------------------------------------------
+
+
+def test_profile_pictures_set_centrally_are_visible_to_every_employee(
+        synapse: SynapseServer) -> None:
+    """Central tools upload a picture as the employee (login-as) and set it by admin API."""
+    alice, carol = (synapse.create_user(synapse.unique(n)) for n in ("alice", "carol"))
+    with synapse.admin() as admin:
+        as_alice = admin.post(f"/_synapse/admin/v1/users/{quote(alice.user_id)}/login",
+                              json={}).json()["access_token"]
+        with synapse.client(as_alice) as client:
+            mxc = client.post("/_matrix/media/v3/upload", content=png_bytes(64),
+                              headers={"Content-Type": "image/png"}).json()["content_uri"]
+        path = {"v1": every_download_path(synapse.server_name, media_id_of(mxc))["v1 download"]}
+        assert answers(synapse, carol.token, path) == all_not_found(path)
+        admin.put(f"/_synapse/admin/v2/users/{quote(alice.user_id)}",
+                  json={"avatar_url": mxc}).raise_for_status()
+    assert answers(synapse, carol.token, path)["v1"][0] == 200
+
+
+def test_an_admins_file_as_a_profile_picture_stays_closed(synapse: SynapseServer) -> None:
+    """Uploaded by the service account, set as Alice's picture: not Alice's own file."""
+    alice, carol = (synapse.create_user(synapse.unique(n)) for n in ("alice", "carol"))
+    with synapse.admin() as admin:
+        mxc = admin.post("/_matrix/media/v3/upload", content=png_bytes(64),
+                         headers={"Content-Type": "image/png"}).json()["content_uri"]
+        admin.put(f"/_synapse/admin/v2/users/{quote(alice.user_id)}",
+                  json={"avatar_url": mxc}).raise_for_status()
+    path = {"v1": every_download_path(synapse.server_name, media_id_of(mxc))["v1 download"]}
+    assert answers(synapse, carol.token, path) == all_not_found(path)
+
+
+def set_own_avatar(server: SynapseServer, user: TestUser, mxc: str) -> httpx.Response:
+    with server.client(user.token) as client:
+        return client.put(f"/_matrix/client/v3/profile/{quote(user.user_id)}/avatar_url",
+                          json={"avatar_url": mxc})
+
+
+def test_a_colleagues_file_as_my_profile_picture_stays_closed(
+        synapse: SynapseServer) -> None:
+    alice, bob, carol = (synapse.create_user(synapse.unique(n)) for n in ("al", "bo", "ca"))
+    room = synapse.create_room(alice, invite=[bob.user_id], initial_state=[{
+        "type": "m.room.encryption", "state_key": "",
+        "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    assert synapse.join(bob, room).status_code == 200
+    mxc = upload_plain(synapse, alice, png_bytes(64), "image/png").json()["content_uri"]
+    # Synapse lets a user without a picture set one once, despite enable_set_avatar_url.
+    assert set_own_avatar(synapse, bob, mxc).status_code == 200
+    path = {"v1": every_download_path(synapse.server_name, media_id_of(mxc))["v1 download"]}
+    assert answers(synapse, carol.token, path) == all_not_found(path)
+    # Alice choosing her own file as her picture publishes it: her decision.
+    assert set_own_avatar(synapse, alice, mxc).status_code == 200
+    assert answers(synapse, carol.token, path)["v1"][0] == 200
+
+
+def test_a_room_avatar_does_not_pass_a_file_on(synapse: SynapseServer) -> None:
+    """Bob makes Alice's photo the avatar of his room with Carol: Carol still can't fetch it."""
+    alice, bob, carol = (synapse.create_user(synapse.unique(n)) for n in ("al", "bo", "ca"))
+    encrypted = [{"type": "m.room.encryption", "state_key": "",
+                  "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+    room = synapse.create_room(alice, invite=[bob.user_id], initial_state=encrypted)
+    assert synapse.join(bob, room).status_code == 200
+    mxc = upload_plain(synapse, alice, png_bytes(), "image/png").json()["content_uri"]
+    side = synapse.create_room(bob, invite=[carol.user_id], initial_state=encrypted)
+    assert synapse.join(carol, side).status_code == 200
+    with synapse.client(bob.token) as client:
+        resp = client.put(f"/_matrix/client/v3/rooms/{quote(side)}/state/m.room.avatar/",
+                          json={"url": mxc})
+    assert resp.status_code == 200, resp.text
+    paths = every_download_path(synapse.server_name, media_id_of(mxc))
+    assert answers(synapse, carol.token, paths) == all_not_found(paths)
+    assert answers(synapse, bob.token, {"t": paths["v1 thumbnail"]})["t"][0] == 200
