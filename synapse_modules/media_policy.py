@@ -6,7 +6,9 @@ The download rule (docs/media-control.md explains it for admins and employees):
   deactivated local user);
 * the uploader may fetch their own file;
 * an active employee may fetch it while they *currently* share a room with the
-  uploader, and only while the uploader is still active;
+  uploader in which the uploader may post messages, and only while the uploader is
+  still active (a read-only announcement room everyone is in does not count: the
+  uploader could not have shared the file there);
 * a file that is its uploader's own current profile picture may be fetched by every
   active employee (central tools upload a picture as the employee it belongs to).
 
@@ -22,7 +24,9 @@ withdrawal marks it quarantined in the database, then deletes it (media_store.py
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from synapse_modules._config import ConfigReader
 
@@ -106,6 +110,37 @@ def may_fetch(requester: str | None, facts: MediaFacts | None) -> bool:
     if not_an_active_employee:
         return False
     return is_uploader or colleague_of_active_uploader or facts.is_profile_picture
+
+
+def _level(value: object, default: int) -> int:
+    # Old rooms may hold levels as strings; anything unreadable falls back to the default.
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return default
+
+
+def may_post_messages(user_id: str, power_levels: Mapping[str, Any] | None,
+                      creators: frozenset[str]) -> bool:
+    """Could `user_id` send an (encrypted) message into a room with these power levels?
+
+    Room creators of room version 12 hold unlimited power and are not listed in
+    `users`; older versions list them, so counting creators as able is right for both.
+    """
+    if user_id in creators or power_levels is None:
+        return True  # without a power-levels event everyone may send (spec)
+    users = power_levels.get("users")
+    events = power_levels.get("events")
+    user_level = _level(power_levels.get("users_default"), 0)
+    if isinstance(users, Mapping) and user_id in users:
+        user_level = _level(users[user_id], user_level)
+    needed = _level(power_levels.get("events_default"), 0)
+    if isinstance(events, Mapping) and "m.room.encrypted" in events:
+        needed = _level(events["m.room.encrypted"], needed)
+    return user_level >= needed
 
 
 # --- uploads ----------------------------------------------------------------------

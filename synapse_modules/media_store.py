@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from synapse.module_api import LoggingTransaction, ModuleApi
 
 from synapse_modules.media_internals import RoomsForUser
-from synapse_modules.media_policy import MediaFacts
+from synapse_modules.media_policy import MediaFacts, may_post_messages
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS hauspost_media_withdrawn (
@@ -41,6 +41,9 @@ _SCHEMA = (
 )
 
 WITHDRAWN_MARK = "hauspost: withdrawn by uploader"
+
+# Cached by Synapse (concrete state keys): no query per download on a warm cache.
+_POSTING_STATE = (("m.room.power_levels", ""), ("m.room.create", ""))
 
 # profiles.user_id holds the localpart of a local user.
 _OWN_PROFILE_PICTURE_SQL = "SELECT 1 FROM profiles WHERE avatar_url = ? AND user_id = ? LIMIT 1"
@@ -93,12 +96,29 @@ class MediaStore:
 
         return await self._api.run_db_interaction("hauspost_media_avatar", read)
 
+    async def _uploader_posts_in_any(self, uploader: str, rooms: frozenset[str]) -> bool:
+        for room_id in sorted(rooms):
+            state = await self._api.get_room_state(room_id, _POSTING_STATE)
+            power_levels = state.get(("m.room.power_levels", ""))
+            create = state.get(("m.room.create", ""))
+            creators: set[str] = set()
+            if create is not None:
+                creators.add(create.sender)
+                extra = create.content.get("additional_creators")
+                if isinstance(extra, list):
+                    creators.update(c for c in extra if isinstance(c, str))
+            content = power_levels.content if power_levels is not None else None
+            if may_post_messages(uploader, content, frozenset(creators)):
+                return True
+        return False
+
     async def facts(self, media_id: str, uploader: str, requester: str) -> MediaFacts:
         is_uploader = uploader == requester
         requester_active = await self._is_active(requester)
         uploader_active = requester_active if is_uploader else await self._is_active(uploader)
-        shares = is_uploader or not (await self._rooms_for_user(uploader)).isdisjoint(
-            await self._rooms_for_user(requester))
+        shares = is_uploader or await self._uploader_posts_in_any(
+            uploader, (await self._rooms_for_user(uploader)) & (
+                await self._rooms_for_user(requester)))
         facts = MediaFacts(uploader=uploader, uploader_active=uploader_active,
                            requester_active=requester_active,
                            shares_room_with_uploader=shares, is_profile_picture=False)

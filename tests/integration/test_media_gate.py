@@ -525,3 +525,40 @@ def test_a_room_avatar_does_not_pass_a_file_on(synapse: SynapseServer) -> None:
     paths = every_download_path(synapse.server_name, media_id_of(mxc))
     assert answers(synapse, carol.token, paths) == all_not_found(paths)
     assert answers(synapse, bob.token, {"t": paths["v1 thumbnail"]})["t"][0] == 200
+
+
+def test_a_read_only_all_hands_room_does_not_make_everyone_a_room_mate(
+        synapse: SynapseServer) -> None:
+    """Everyone is in the announcement room; only IT may post there."""
+    it, alice, bob, carol = (synapse.create_user(synapse.unique(n))
+                             for n in ("it", "alice", "bob", "carol"))
+    encrypted = [{"type": "m.room.encryption", "state_key": "",
+                  "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+    all_hands = synapse.create_room(
+        it, invite=[alice.user_id, carol.user_id], initial_state=encrypted,
+        power_level_content_override={"events_default": 50})
+    for member in (alice, carol):
+        assert synapse.join(member, all_hands).status_code == 200
+    team = synapse.create_room(alice, invite=[bob.user_id], initial_state=encrypted)
+    assert synapse.join(bob, team).status_code == 200
+
+    alices = upload_plain(synapse, alice, b"\x00quarterly figures" * 50,
+                          "application/octet-stream").json()["content_uri"]
+    its = upload_plain(synapse, it, b"\x00canteen menu" * 50,
+                       "application/octet-stream").json()["content_uri"]
+    alice_path = {"v1": every_download_path(synapse.server_name,
+                                            media_id_of(alices))["v1 download"]}
+    it_path = {"v1": every_download_path(synapse.server_name, media_id_of(its))["v1 download"]}
+    assert answers(synapse, bob.token, alice_path)["v1"][0] == 200
+    # Alice can't post in the announcement room, so it can't be where she shared it.
+    assert answers(synapse, carol.token, alice_path) == all_not_found(alice_path)
+    # IT can post there: its files reach everyone in it.
+    assert answers(synapse, carol.token, it_path)["v1"][0] == 200
+    # Give Alice the right to post there, and her files reach Carol through that room.
+    with synapse.client(it.token) as client:
+        levels = client.get(f"/_matrix/client/v3/rooms/{quote(all_hands)}/state/"
+                            "m.room.power_levels/").json()
+        levels.setdefault("users", {})[alice.user_id] = 50
+        assert client.put(f"/_matrix/client/v3/rooms/{quote(all_hands)}/state/"
+                          "m.room.power_levels/", json=levels).status_code == 200
+    assert answers(synapse, carol.token, alice_path)["v1"][0] == 200

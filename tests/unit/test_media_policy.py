@@ -16,6 +16,7 @@ from synapse_modules.media_policy import (
     MediaGateConfig,
     detect_media_type,
     may_fetch,
+    may_post_messages,
     media_type_refusal,
     parse_media_gate_config,
     upload_size_allowed,
@@ -174,3 +175,21 @@ def test_withdraw_request_parsing() -> None:
         with pytest.raises(SynapseError) as excinfo:
             parse_content_uri(body, "hauspost.test")
         assert (excinfo.value.code, excinfo.value.errcode) == (code, errcode), body
+
+
+@pytest.mark.parametrize(("levels", "creators", "allowed"), [
+    (None, frozenset(), True),  # no power levels: everyone may send
+    ({}, frozenset(), True),
+    ({"events_default": 50}, frozenset(), False),  # read-only room
+    ({"events_default": 50}, frozenset({ALICE}), True),  # v12 creator: unlimited power
+    ({"events_default": 50, "users": {ALICE: 50}}, frozenset(), True),
+    ({"events_default": 50, "users_default": 50}, frozenset(), True),
+    ({"events_default": 0, "events": {"m.room.encrypted": 100}}, frozenset(), False),
+    ({"events_default": 100, "events": {"m.room.encrypted": 0}}, frozenset(), True),
+    ({"events_default": "50", "users": {ALICE: "50"}}, frozenset(), True),  # old string levels
+    ({"events_default": 50, "users": {ALICE: "lots"}}, frozenset(), False),  # unreadable
+    ({"events_default": 50, "users": {BOB: 100}}, frozenset({BOB}), False),
+])
+def test_may_post_messages(levels: dict[str, Any] | None, creators: frozenset[str],
+                           allowed: bool) -> None:
+    assert may_post_messages(ALICE, levels, creators) is allowed
