@@ -19,7 +19,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Connection
 
 from provisioner.errors import HauspostError
 from provisioner.offboard import end_access
@@ -35,7 +34,7 @@ from provisioner.planner import (
     UpdateEmail,
 )
 from provisioner.store import Store
-from provisioner.store import repository as repo
+from provisioner.store.change_writer import Change, ChangeWriter
 from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
@@ -71,88 +70,101 @@ def _now() -> datetime:
 
 
 class _Applier:
-    def __init__(self, admin: SynapseAdmin, store: Store, run_id: int, actor: str,
+    def __init__(self, admin: SynapseAdmin, writer: ChangeWriter, run_id: int, actor: str,
                  options: ApplyOptions, clock: Callable[[], datetime]) -> None:
         self.admin = admin
-        self.store = store
+        self.writer = writer
         self.run_id = run_id
         self.actor = actor
         self.options = options
         self.clock = clock
         self.result = ApplyResult()
+        # Bounds admin-API requests only: waiting for the store commit takes no slot.
+        self.slots = asyncio.Semaphore(options.concurrency)
+
+    def _audit(self, action: Action, now: datetime, name: str, reason: str,
+               **details: Any) -> dict[str, Any]:
+        return {"at": now, "actor": self.actor, "action": name, "target": action.user_id,
+                "reason": reason, "run_id": self.run_id,
+                "details": {"employee_id": action.employee_id, **details}}
+
+    def _link(self, action: Action, now: datetime, display_name: str | None,
+              email: str | None) -> dict[str, Any]:
+        return {"user_id": action.user_id, "employee_id": action.employee_id,
+                "created_at": now, "created_run_id": self.run_id,
+                "display_name": display_name, "email": email, "active": True, "hold": False}
 
     async def one(self, action: Action) -> None:
-        """Make the change in Synapse, then store link, state and audit row in one commit."""
-        now = self.clock()
+        """Make the change in Synapse, then commit link, state and audit row together."""
         uid = action.user_id
-
-        def audit(conn: Connection, action_name: str, reason: str,
-                  details: dict[str, Any]) -> None:
-            repo.add_audit(conn, actor=self.actor, action=action_name, target=uid, now=now,
-                           reason=reason, run_id=self.run_id, details=details)
-
+        change: Change
         if isinstance(action, CreateAccount):
-            await self.admin.create_account(uid, display_name=action.display_name,
+            async with self.slots:
+                await self.admin.create_account(uid, display_name=action.display_name,
+                                                email=action.email,
+                                                password=self.options.initial_password)
+            now = self.clock()
+            change = Change(
+                link=self._link(action, now, action.display_name, action.email),
+                audit=self._audit(action, now, "account.create", "new employee in the directory",
+                                  display_name=action.display_name, email=action.email,
+                                  local_password=self.options.initial_password is not None))
+        elif isinstance(action, LinkAccount):
+            now = self.clock()
+            change = Change(
+                link=self._link(action, now, None, None),
+                audit=self._audit(action, now, "account.link",
+                                  "existing account matches the employee's login"))
+        elif isinstance(action, UpdateDisplayName):
+            async with self.slots:
+                await self.admin.set_display_name(uid, action.new)
+            now = self.clock()
+            change = Change(
+                account_update=(uid, {"display_name": action.new}),
+                audit=self._audit(action, now, "account.set_display_name",
+                                  "display name changed in the directory",
+                                  old=action.old, new=action.new))
+        elif isinstance(action, UpdateEmail):
+            async with self.slots:
+                await self.admin.set_email(uid, action.new)
+            now = self.clock()
+            change = Change(
+                account_update=(uid, {"email": action.new}),
+                audit=self._audit(action, now, "account.set_email",
+                                  "e-mail changed in the directory",
+                                  old=action.old, new=action.new))
+        elif isinstance(action, Deactivate):
+            async with self.slots:
+                devices_after = await end_access(self.admin, uid, erase=False)
+            now = self.clock()
+            change = Change(
+                account_update=(uid, {"active": False, "deactivated_at": now,
+                                      "deactivation_reason": action.reason.text}),
+                audit=self._audit(action, now, "account.deactivate", action.reason.text,
+                                  devices_deleted_after=devices_after))
+        elif isinstance(action, Reactivate):
+            async with self.slots:
+                await self.admin.reactivate(uid, display_name=action.display_name,
                                             email=action.email,
                                             password=self.options.initial_password)
-            with self.store.transaction() as conn:
-                repo.add_link(conn, employee_id=action.employee_id, user_id=uid, now=now,
-                              run_id=self.run_id, display_name=action.display_name,
-                              email=action.email)
-                audit(conn, "account.create", "new employee in the directory",
-                      {"employee_id": action.employee_id,
-                       "display_name": action.display_name, "email": action.email,
-                       "local_password": self.options.initial_password is not None})
-        elif isinstance(action, LinkAccount):
-            with self.store.transaction() as conn:
-                repo.add_link(conn, employee_id=action.employee_id, user_id=uid, now=now,
-                              run_id=self.run_id, display_name=None, email=None)
-                audit(conn, "account.link", "existing account matches the employee's login",
-                      {"employee_id": action.employee_id})
-        elif isinstance(action, UpdateDisplayName):
-            await self.admin.set_display_name(uid, action.new)
-            with self.store.transaction() as conn:
-                repo.update_account(conn, uid, display_name=action.new)
-                audit(conn, "account.set_display_name",
-                      "display name changed in the directory",
-                      {"employee_id": action.employee_id,
-                       "old": action.old, "new": action.new})
-        elif isinstance(action, UpdateEmail):
-            await self.admin.set_email(uid, action.new)
-            with self.store.transaction() as conn:
-                repo.update_account(conn, uid, email=action.new)
-                audit(conn, "account.set_email", "e-mail changed in the directory",
-                      {"employee_id": action.employee_id,
-                       "old": action.old, "new": action.new})
-        elif isinstance(action, Deactivate):
-            devices_after = await end_access(self.admin, uid, erase=False)
-            with self.store.transaction() as conn:
-                repo.update_account(conn, uid, active=False, deactivated_at=now,
-                                    deactivation_reason=action.reason.text)
-                audit(conn, "account.deactivate", action.reason.text,
-                      {"employee_id": action.employee_id,
-                       "devices_deleted_after": devices_after})
-        elif isinstance(action, Reactivate):
-            await self.admin.reactivate(uid, display_name=action.display_name,
-                                        email=action.email,
-                                        password=self.options.initial_password)
-            with self.store.transaction() as conn:
-                repo.update_account(conn, uid, active=True, hold=False, deactivated_at=None,
-                                    deactivation_reason=None,
-                                    display_name=action.display_name, email=action.email)
-                audit(conn, "account.reactivate",
-                      "employee active in the directory again (rehire)",
-                      {"employee_id": action.employee_id,
-                       "display_name": action.display_name,
-                       "email": action.email})
+            now = self.clock()
+            change = Change(
+                account_update=(uid, {"active": True, "hold": False, "deactivated_at": None,
+                                      "deactivation_reason": None,
+                                      "display_name": action.display_name,
+                                      "email": action.email}),
+                audit=self._audit(action, now, "account.reactivate",
+                                  "employee active in the directory again (rehire)",
+                                  display_name=action.display_name, email=action.email))
         elif isinstance(action, ReleaseHold):
-            with self.store.transaction() as conn:
-                repo.update_account(conn, uid, hold=False)
-                audit(conn, "account.release_hold",
-                      "the directory no longer lists the employee as active",
-                      {"employee_id": action.employee_id})
+            now = self.clock()
+            change = Change(
+                account_update=(uid, {"hold": False}),
+                audit=self._audit(action, now, "account.release_hold",
+                                  "the directory no longer lists the employee as active"))
         else:  # pragma: no cover - the planner makes no other actions
             raise TypeError(f"unknown action {action!r}")
+        await self.writer.commit(change)
         self.result.applied[action.kind] += 1
 
 
@@ -160,22 +172,21 @@ async def apply_plan(plan: Plan, *, admin: SynapseAdmin, store: Store, run_id: i
                      actor: str, options: ApplyOptions,
                      clock: Callable[[], datetime] = _now) -> ApplyResult:
     """Apply every action of `plan`; the guard must have been checked by the caller."""
-    applier = _Applier(admin, store, run_id, actor, options, clock)
     by_user: dict[str, list[Action]] = defaultdict(list)
     for action in plan.actions:
         by_user[action.user_id].append(action)
-    semaphore = asyncio.Semaphore(options.concurrency)
     total = len(plan.actions)
     console = Console(stderr=True)
     progress = Progress(TextColumn("[bold]applying"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console, transient=False,
                         disable=not options.progress or total == 0)
 
-    with progress:
-        task = progress.add_task("apply", total=total)
+    async with ChangeWriter(store) as writer:
+        applier = _Applier(admin, writer, run_id, actor, options, clock)
+        with progress:
+            task = progress.add_task("apply", total=total)
 
-        async def run_user(actions: list[Action]) -> None:
-            async with semaphore:
+            async def run_user(actions: list[Action]) -> None:
                 for index, action in enumerate(actions):
                     try:
                         await applier.one(action)
@@ -190,5 +201,5 @@ async def apply_plan(plan: Plan, *, admin: SynapseAdmin, store: Store, run_id: i
                         return
                     progress.advance(task)
 
-        await asyncio.gather(*(run_user(actions) for actions in by_user.values()))
+            await asyncio.gather(*(run_user(actions) for actions in by_user.values()))
     return applier.result

@@ -79,6 +79,8 @@ class SyncOutcome:
     writes: int = 0
     seconds: float = 0.0
     guard_would_trip: bool = False
+    #: Seconds per phase (directory_read, synapse_list, plan, store_employees, apply).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -100,6 +102,7 @@ class SyncOutcome:
             "synapse_writes": self.writes,
             "seconds": round(self.seconds, 3),
             "guard_would_trip": self.guard_would_trip,
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
         }
 
 
@@ -109,12 +112,32 @@ async def _current_accounts(admin: SynapseAdmin) -> list[Account]:
                     admin=s.admin) for s in states]
 
 
-async def compute_plan(settings: Settings, store: Store, admin: SynapseAdmin,
-                       directory: DirectoryRead, now: datetime) -> Plan:
-    accounts = await _current_accounts(admin)
+async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
+                        reader: DirectoryReader, now: datetime,
+                        phases: dict[str, float]) -> tuple[DirectoryRead, Plan]:
+    """Read the directory (in a thread) while listing Synapse's accounts, then plan."""
+    t0 = time.monotonic()
+
+    async def timed_read() -> DirectoryRead:
+        directory = await asyncio.to_thread(reader, settings)
+        phases["directory_read"] = time.monotonic() - t0
+        return directory
+
+    async def timed_list() -> list[Account]:
+        accounts = await _current_accounts(admin)
+        phases["synapse_list"] = time.monotonic() - t0
+        return accounts
+
+    directory, accounts = await asyncio.gather(timed_read(), timed_list())
+    t1 = time.monotonic()
     with store.session() as session:
         links = repo.load_links(session)
-    return build_plan(directory, links, accounts, policy_for(settings), now)
+    plan = build_plan(directory, links, accounts, policy_for(settings), now)
+    phases["plan"] = time.monotonic() - t1
+    logger.info("read %d employees (%d problems) and %d accounts, planned %d actions: %s",
+                len(directory.employees), len(directory.problems), len(accounts),
+                len(plan.actions), ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+    return directory, plan
 
 
 async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
@@ -140,11 +163,11 @@ async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
 
 async def _plan_only(settings: Settings, token: str, store: Store, now: datetime,
                      reader: DirectoryReader, started: float) -> SyncOutcome:
-    directory = await asyncio.to_thread(reader, settings)
+    phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        plan = await compute_plan(settings, store, admin, directory, now)
+        _, plan = await read_and_plan(settings, store, admin, reader, now, phases)
         writes = admin.writes
-    return SyncOutcome(plan=plan, dry_run=True, writes=writes,
+    return SyncOutcome(plan=plan, dry_run=True, writes=writes, phases=phases,
                        seconds=time.monotonic() - started,
                        guard_would_trip=guard_trips(plan, policy_for(settings).guard))
 
@@ -152,10 +175,10 @@ async def _plan_only(settings: Settings, token: str, store: Store, now: datetime
 async def _sync_locked(settings: Settings, token: str, store: Store, now: datetime,
                        reader: DirectoryReader, started: float, *, force: bool, actor: str,
                        progress: bool) -> SyncOutcome:
-    directory = await asyncio.to_thread(reader, settings)
     policy = policy_for(settings)
+    phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        plan = await compute_plan(settings, store, admin, directory, now)
+        directory, plan = await read_and_plan(settings, store, admin, reader, now, phases)
         tripped = guard_trips(plan, policy.guard)
         try:
             check_guard(plan, policy.guard, force=force)
@@ -171,6 +194,7 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
                 repo.finish_run(session, run.id, now=datetime.now(UTC), status="refused",
                                 summary={"counts": plan.counts()})
             raise
+        t_save = time.monotonic()
         with store.session() as session:
             run = repo.start_run(session, kind="sync", actor=actor, now=now, dry_run=False,
                                  forced=force)
@@ -186,13 +210,16 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
         options = ApplyOptions(concurrency=settings.sync.concurrency,
                                initial_password=initial_password(settings),
                                progress=progress)
+        phases["store_employees"] = time.monotonic() - t_save
         outcome = SyncOutcome(plan=plan, dry_run=False, run_id=run_id,
-                              guard_would_trip=tripped)
+                              guard_would_trip=tripped, phases=phases)
         completed = False
+        t_apply = time.monotonic()
         try:
             outcome.result = await apply_plan(plan, admin=admin, store=store, run_id=run_id,
                                               actor=actor, options=options)
             completed = True
+            phases["apply"] = time.monotonic() - t_apply
         finally:
             outcome.writes = admin.writes
             outcome.seconds = time.monotonic() - started

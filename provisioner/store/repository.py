@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from provisioner.employee import Employee
@@ -18,8 +18,6 @@ from provisioner.planner import Link
 from provisioner.store.models import AccountRow, AuditRow, EmployeeRow, RunRow
 
 _EMPLOYEES = cast(Table, EmployeeRow.__table__)
-_ACCOUNTS = cast(Table, AccountRow.__table__)
-_AUDIT = cast(Table, AuditRow.__table__)
 
 # --- accounts ----------------------------------------------------------------------------
 
@@ -186,40 +184,3 @@ def query_audit(session: Session, query: AuditQuery) -> Sequence[AuditRow]:
         ).all()))
     return session.scalars(stmt).all()
 
-
-# --- per-change writes while applying ------------------------------------------------------
-#
-# Core statements on one connection: each applied change commits its link / state / audit
-# row together, at a cost small next to the admin-API call (the ORM's unit of work per
-# change cost ~10 % of a 10,000-account sync). The database triggers still guard the
-# audit log and the links.
-
-
-def add_link(conn: Connection, *, employee_id: str, user_id: str, now: datetime,
-             run_id: int | None, display_name: str | None, email: str | None) -> None:
-    conn.execute(insert(_ACCOUNTS).values(
-        user_id=user_id, employee_id=employee_id, created_at=now, created_run_id=run_id,
-        display_name=display_name, email=email, active=True, hold=False))
-
-
-_MUTABLE_ACCOUNT_FIELDS = frozenset({"display_name", "email", "active", "hold",
-                                     "deactivated_at", "deactivation_reason"})
-
-
-def update_account(conn: Connection, user_id: str, **values: Any) -> None:
-    """Change what we applied to an account; the link columns are not accepted here."""
-    unknown = set(values) - _MUTABLE_ACCOUNT_FIELDS
-    if unknown:
-        raise ValueError(f"not changeable: {sorted(unknown)}")
-    table = _ACCOUNTS
-    result = conn.execute(update(table).where(table.c.user_id == user_id).values(**values))
-    if result.rowcount != 1:
-        raise LookupError(f"{user_id} has no stored link")
-
-
-def add_audit(conn: Connection, *, actor: str, action: str, target: str, now: datetime,
-              reason: str | None = None, run_id: int | None = None,
-              details: dict[str, Any] | None = None) -> None:
-    conn.execute(insert(_AUDIT).values(
-        at=now, actor=actor, action=action, target=target, reason=reason, run_id=run_id,
-        details=details))

@@ -328,3 +328,33 @@ def test_audit_command_filters_and_json(env: AccountsEnv) -> None:
                    ).stdout.count("account.create") == 2
     bad = env.cli("audit", "--since", "yesterday")
     assert bad.returncode == 2 and "--since" in bad.stderr
+
+
+def test_demo_mode_without_ldap_gives_the_initial_password(env: AccountsEnv) -> None:
+    """HR export as the only source and a local initial password (demo / no-LDAP mode)."""
+    from provisioner.directory.config import parse_directory
+    from provisioner.sync_settings import SyncSettings
+    from provisioner.validation import Section
+    from tests.integration.accounts_env import with_settings
+
+    login = f"{env.prefix}-hr"
+    csv = env.workdir / "staff.csv"
+    csv.write_text(f"\ufeffid,login,name\n{env.prefix}-H1,{login},Hanna HR\n", encoding="utf-8")
+    password_file = env.workdir / "initial_password"
+    password_file.write_text("demo-initial-secret\n", encoding="utf-8")
+    directory = parse_directory(Section({
+        "sources": ["hr_csv"], "time_zone": "Europe/Berlin",
+        "hr_csv": {"path": str(csv), "columns": {"employee_id": "id", "localpart": "login",
+                                                 "display_name": "name"}},
+    }, file="test.yaml", path="directory"), env.workdir, has_ldap=False)
+    with_settings(env, directory=directory,
+                  sync=SyncSettings(initial_password_file=password_file))
+
+    outcome = env.sync()
+    assert [(a.kind, a.user_id) for a in outcome.plan.actions] == [
+        ("create", env.synapse.mxid(login))]
+    [row] = env.audit(run_id=outcome.run_id)
+    assert row.details["local_password"] is True
+    resp = env.login(env.synapse.mxid(login), "demo-initial-secret")
+    assert resp.status_code == 200, resp.text
+    assert env.login(env.synapse.mxid(login), "wrong").status_code == 403

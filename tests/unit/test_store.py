@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from provisioner.employee import Employee, Status
 from provisioner.run_lock import RunLockedError, run_lock
 from provisioner.store import AppendOnlyError, Store, open_store
 from provisioner.store import repository as repo
+from provisioner.store.change_writer import Change, ChangeWriter
 from provisioner.store.migrate import current_revision, head_revision
 from provisioner.store.models import AuditRow, RunLockRow
 
@@ -217,3 +219,42 @@ def test_a_bad_store_url_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="store.url"):
         open_store("not a url")
+
+
+def _change(user_id: str, employee_id: str, action: str = "account.create") -> Change:
+    return Change(
+        link={"user_id": user_id, "employee_id": employee_id, "created_at": NOW,
+              "created_run_id": None, "display_name": "X", "email": None, "active": True,
+              "hold": False},
+        audit={"at": NOW, "actor": "a@h", "action": action, "target": user_id,
+               "reason": "test", "run_id": None, "details": {"employee_id": employee_id}})
+
+
+async def test_change_writer_commits_batches_and_isolates_a_bad_change(store: Store) -> None:
+    with store.session() as s:
+        repo.insert_link(s, employee_id="E0", user_id="@taken:corp.test", now=NOW,
+                         run_id=None, display_name=None, email=None)
+    async with ChangeWriter(store) as writer:
+        results = await asyncio.gather(
+            writer.commit(_change("@a:corp.test", "E1")),
+            writer.commit(_change("@taken:corp.test", "E2")),  # link exists: must fail alone
+            writer.commit(_change("@b:corp.test", "E3")),
+            writer.commit(Change(account_update=("@a:corp.test", {"hold": True}),
+                                 audit={"at": NOW, "actor": "a@h", "action": "x",
+                                        "target": "@a:corp.test", "reason": None,
+                                        "run_id": None, "details": None})),
+            return_exceptions=True)
+    assert [type(r).__name__ if r else None for r in results] == [
+        None, "ChangeNotStoredError", None, None]
+    with store.session() as s:
+        links = {lk.user_id: lk for lk in repo.load_links(s)}
+        assert sorted(links) == ["@a:corp.test", "@b:corp.test", "@taken:corp.test"]
+        assert links["@taken:corp.test"].employee_id == "E0"
+        assert links["@a:corp.test"].hold is True
+        targets = [r.target for r in repo.query_audit(s, repo.AuditQuery())]
+        assert sorted(targets) == ["@a:corp.test", "@a:corp.test", "@b:corp.test"]
+
+
+def test_change_refuses_link_columns_as_updates() -> None:
+    with pytest.raises(ValueError, match="not changeable"):
+        Change(account_update=("@a:corp.test", {"employee_id": "E9"}), audit={})
