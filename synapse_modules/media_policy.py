@@ -2,8 +2,8 @@
 
 The download rule (docs/media-control.md explains it for admins and employees):
 
-* nobody fetches anything without being an active employee (a logged-in, not
-  deactivated local user);
+* nobody fetches anything without being logged in as a local user (Synapse deletes
+  every access token of a deactivated account, so a logged-in user is active);
 * the uploader may fetch their own file;
 * an active employee may fetch it while they *currently* share a room with the
   uploader in which the uploader may post messages, and only while the uploader is
@@ -91,24 +91,23 @@ class MediaFacts:
 
     uploader: str
     uploader_active: bool
-    requester_active: bool
     shares_room_with_uploader: bool
     is_profile_picture: bool
 
 
 def may_fetch(requester: str | None, facts: MediaFacts | None) -> bool:
-    """True if `requester` (a local user ID, None when unauthenticated) may fetch the file.
+    """True if `requester` may fetch the file.
+
+    `requester` is the local user Synapse authenticated for this request, None when
+    nobody was (legacy endpoints) or the request came from another server.
 
     `facts` is None for an unknown media ID. Every refusal looks the same to the client
     (404), so a refused requester can't tell whether the ID exists.
     """
     if requester is None or facts is None:
         return False
-    not_an_active_employee = not facts.requester_active
     is_uploader = requester == facts.uploader
     colleague_of_active_uploader = facts.uploader_active and facts.shares_room_with_uploader
-    if not_an_active_employee:
-        return False
     return is_uploader or colleague_of_active_uploader or facts.is_profile_picture
 
 

