@@ -20,6 +20,7 @@ from provisioner.directory.config import (
 )
 from provisioner.errors import ConfigError
 from provisioner.servername import validate_server_name
+from provisioner.service.config import ServiceSettings, parse_service
 from provisioner.sync_settings import SyncSettings, parse_sync
 from provisioner.validation import Section
 
@@ -59,6 +60,8 @@ class Settings:
     directory: DirectoryConfig | None = None
     #: How `hauspost sync` applies changes (provisioner/sync_settings.py).
     sync: SyncSettings = field(default_factory=SyncSettings)
+    #: `hauspost serve`: listen address, SCIM token, webhook (provisioner/service/config.py).
+    service: ServiceSettings = field(default_factory=ServiceSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -142,6 +145,7 @@ def parse_settings(data: object, file: Path) -> Settings:
     directory = (parse_directory(directory_section, base, has_ldap=ldap is not None)
                  if directory_section else None)
     sync = parse_sync(top.section("sync"), base)
+    service = parse_service(top.section("service"), base)
     protected = tuple(top.str_list("protected_accounts"))
     top.done()
     assert hs_config is not None and token_file is not None  # noqa: S101 - defaults set
@@ -157,6 +161,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         protected_accounts=protected,
         directory=directory,
         sync=sync,
+        service=service,
     )
 
 

@@ -1,0 +1,1 @@
+"""`hauspost serve`: the long-running service (SCIM endpoint, HR webhook, schedules)."""
