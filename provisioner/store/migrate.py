@@ -22,21 +22,24 @@ def alembic_config() -> Config:
     return config
 
 
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+def head_revisions() -> frozenset[str]:
+    """Every head of the migration scripts (feature branches may each add one)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> frozenset[str]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return frozenset(MigrationContext.configure(conn).get_current_heads())
 
 
 def upgrade_to_head(engine: Engine) -> None:
     """Run every pending migration in one transaction; a no-op when already current."""
-    if current_revision(engine) == head_revision():
+    heads = head_revisions()
+    if current_revisions(engine) == heads:
         return
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
-    logger.info("store migrated to %s", head_revision())
+        # "heads", not "head": independent feature branches are all applied.
+        command.upgrade(config, "heads")
+    logger.info("store migrated to %s", ", ".join(sorted(heads)))
