@@ -60,6 +60,8 @@ class Settings:
     directory: DirectoryConfig | None = None
     #: How `hauspost sync` applies changes (provisioner/sync_settings.py).
     sync: SyncSettings = field(default_factory=SyncSettings)
+    #: Room policy directory (docs/org-rooms.md); None: rooms are not managed.
+    policies: Path | None = None
     #: `hauspost serve`: listen address, SCIM token, webhook (provisioner/service/config.py).
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -147,6 +149,7 @@ def parse_settings(data: object, file: Path) -> Settings:
     sync = parse_sync(top.section("sync"), base)
     service = parse_service(top.section("service"), base)
     protected = tuple(top.str_list("protected_accounts"))
+    policies = _path(base, top.str("policies"))
     top.done()
     assert hs_config is not None and token_file is not None  # noqa: S101 - defaults set
     return Settings(
@@ -162,6 +165,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         directory=directory,
         sync=sync,
         service=service,
+        policies=policies,
     )
 
 
