@@ -130,14 +130,16 @@ async def fetch_and_decrypt(client: AsyncClient, event: RoomEncryptedFile) -> by
 
 async def test_encrypted_file_reaches_room_mates_only_even_when_forwarded(
         synapse: SynapseServer, tmp_path: Path) -> None:
-    alice_user, bob_user, carol_user = (synapse.create_user(synapse.unique(n))
-                                        for n in ("alice", "bob", "carol"))
+    alice_user, bob_user, carol_user, dan_user = (synapse.create_user(synapse.unique(n))
+                                                  for n in ("alice", "bob", "carol", "dan"))
     alice = await e2ee_login(synapse, alice_user, tmp_path)
     bob = await e2ee_login(synapse, bob_user, tmp_path)
     carol = await e2ee_login(synapse, carol_user, tmp_path)
     try:
-        room = await create_encrypted_room(alice, invite=[bob.user_id], name="contracts")
+        room = await create_encrypted_room(alice, invite=[bob.user_id, dan_user.user_id],
+                                           name="contracts")
         await join_and_sync(bob, room)
+        assert synapse.join(dan_user, room).status_code == 200  # a second room-mate
         await sync_all(alice, bob)
         secret = b"%PDF-1.7 signed contract with ACME, page 1 of 12\n" * 50
         _, mxc = await send_encrypted_file(alice, room, secret)
@@ -146,7 +148,7 @@ async def test_encrypted_file_reaches_room_mates_only_even_when_forwarded(
         assert isinstance(event, RoomEncryptedFile) and event.url == mxc
         assert await fetch_and_decrypt(bob, event) == secret
 
-        # Carol is an employee too, with a room of her own with Bob - not with Alice.
+        # Carol is an employee too, but shares no room with Alice.
         paths = every_download_path(synapse.server_name, media_id_of(mxc))
         refused = all_not_found(paths)
         assert answers(synapse, carol_user.token, paths) == refused
@@ -171,10 +173,10 @@ async def test_encrypted_file_reaches_room_mates_only_even_when_forwarded(
         assert isinstance(resp, DownloadError) and resp.status_code == "M_NOT_FOUND"
         assert answers(synapse, carol_user.token, paths) == refused
 
-        # Bob, still a room-mate of Alice, keeps access; Alice too.
+        # Bob and Dan, room-mates of Alice, keep access; Alice too.
         own = {"v1": paths["v1 download"]}
-        assert answers(synapse, bob_user.token, own)["v1"][0] == 200
-        assert answers(synapse, alice_user.token, own)["v1"][0] == 200
+        for user in (bob_user, dan_user, alice_user):
+            assert answers(synapse, user.token, own)["v1"][0] == 200, user.user_id
 
         # Offboarding Bob: his old token fetches nothing.
         deactivate(synapse, bob_user)
@@ -186,12 +188,12 @@ async def test_encrypted_file_reaches_room_mates_only_even_when_forwarded(
                             "error": "Invalid access token passed.", "soft_logout": False}),
         }
 
-        # Alice withdraws: nobody, Alice included, can fetch it any more.
+        # Alice withdraws: nobody, Alice and her room-mate Dan included, can fetch it.
         resp = withdraw(synapse, alice_user.token, {"content_uri": mxc})
         assert (resp.status_code, resp.json()) == (
             200, {"content_uri": mxc, "withdrawn": True, "deleted": True})
-        assert answers(synapse, alice_user.token, paths) == refused
-        assert answers(synapse, carol_user.token, paths) == refused
+        for user in (alice_user, dan_user, carol_user):
+            assert answers(synapse, user.token, paths) == refused, user.user_id
     finally:
         await close_all(alice, bob, carol)
 
