@@ -102,10 +102,10 @@ def _homeserver_of(api: ModuleApi) -> Any:
 def rooms_for_user_of(api: ModuleApi) -> RoomsForUser:
     """Synapse's own cached `get_rooms_for_user(user_id) -> frozenset[room_id]`.
 
-    Read, not wrapped. Synapse invalidates this cache in the same transaction that
-    persists a membership change, on every worker, so the gate sees a leave at once;
-    a cache of our own would lag behind. It spares the gate a database round trip
-    per download.
+    Read, not wrapped. Synapse invalidates this cache when it persists a membership
+    change, and on the other workers as soon as replication delivers it, so the gate
+    sees a leave as fast as Synapse itself does; a cache of our own would lag behind.
+    It spares the gate a database round trip per download.
     """
     hs = _homeserver_of(api)
     store = getattr(hs.get_datastores(), "main", None)
