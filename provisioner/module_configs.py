@@ -103,6 +103,16 @@ def media_gate(max_upload_size: str = "50M") -> ModuleEntry:
     )
 
 
+def managed_rooms(service_user_id: str) -> ModuleEntry:
+    """Org-chart rooms: nobody leaves a mandatory room; only the provisioner manages members."""
+    return ModuleEntry(
+        module="synapse_modules.managed_rooms.ManagedRoomsPolicy",
+        config={"provisioner_users": [service_user_id]},
+        why="mandatory company rooms can't be left; their members follow the org chart; "
+            "docs/org-rooms.md",
+    )
+
+
 def default_modules(server_name: str, service_user_id: str,
                     ldap: LdapSettings | None) -> list[ModuleEntry]:
     """All modules for a company homeserver, in the order Synapse should load them."""
@@ -110,6 +120,7 @@ def default_modules(server_name: str, service_user_id: str,
     if ldap is not None:
         entries.append(ldap_login(ldap))
     entries.append(membership_policy(service_user_id))
+    entries.append(managed_rooms(service_user_id))
     entries.append(encryption_policy())
     entries.append(media_gate())
     return entries
