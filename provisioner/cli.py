@@ -72,6 +72,9 @@ def _register_subcommands() -> None:
 
     register_server(main)
     __import__("provisioner.cli_accounts", fromlist=["register"]).register(main)
+    __import__("provisioner.cli_rooms", fromlist=["register"]).register(main)
+    __import__("provisioner.cli_announce", fromlist=["register"]).register(main)
+    __import__("provisioner.cli_service", fromlist=["register"]).register(main)
 
 
 _register_subcommands()

@@ -1,0 +1,115 @@
+"""The SCIM 2.0 endpoint: scim2-server's protocol handling over our storage, bearer-token
+authentication, served by aiohttp under /scim/v2.
+
+Why aiohttp and scim2-server's framework-free `ASGIApplication.serve`: aiohttp is already
+installed with matrix-nio, runs on the service's one asyncio loop next to the webhook and
+the schedules, and scim2-server separates reading a request (`ScimRequest`) from serving
+it, so we hand it the aiohttp request's parts and need no second server or thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, cast
+
+from aiohttp import web
+from scim2_models import (
+    AuthenticationScheme,
+    Bulk,
+    ChangePassword,
+    ETag,
+    External,
+    Filter,
+    Patch,
+    Reference,
+    Resource,
+    ScimProvider,
+    ServiceProviderConfig,
+    Sort,
+    UnauthorizedException,
+)
+from scim2_server.applications.asgi import ASGIApplication
+from scim2_server.requests import ScimRequest
+from scim2_server.service import ScimService
+from scim2_server.utils import load_default_resource_types, load_default_schemas
+
+from provisioner.scim.storage import HauspostScimStorage, current_actor
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/scim/v2"
+MAX_RESULTS = 200
+
+BEARER = AuthenticationScheme(
+    type=AuthenticationScheme.Type.oauthbearertoken, name="Bearer token",
+    description="A static bearer token shared with the HR system (service.scim.token_file)",
+    spec_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc6750"),
+    primary=True)
+
+
+def build_provider() -> ScimProvider:
+    """Users (with the enterprise extension) and Groups; PATCH, filters, sort and ETags;
+    no bulk and no password changes (Hauspost keeps no passwords)."""
+    config = ServiceProviderConfig(
+        patch=Patch(supported=True), bulk=Bulk(supported=False, max_operations=0,
+                                                max_payload_size=0),
+        filter=Filter(supported=True, max_results=MAX_RESULTS),
+        change_password=ChangePassword(supported=False), sort=Sort(supported=True),
+        etag=ETag(supported=True), authentication_schemes=[BEARER])
+    return ScimProvider.from_discovery(load_default_schemas().values(),
+                                       load_default_resource_types().values(), config=config)
+
+
+def resource_models(provider: ScimProvider) -> dict[str, type[Resource[Any]]]:
+    return {str(rt.name): cast(type[Resource[Any]], provider.model_for(rt))
+            for rt in provider.resource_types}
+
+
+class ScimApplication(ASGIApplication):
+    """Bearer token compared in constant time; the client's name is the audit actor."""
+
+    def __init__(self, storage: HauspostScimStorage, provider: ScimProvider, *, token: str,
+                 actor: str) -> None:
+        super().__init__(storage, provider, ScimService(provider))
+        self._token = token.encode()
+        self._actor = actor
+
+    def check_auth(self, request: ScimRequest) -> None:
+        scheme, _, presented = (request.header("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(),
+                                                                 self._token):
+            logger.warning("SCIM %s %s refused: %s bearer token", request.method, request.path,
+                           "missing" if not presented else "wrong")
+            raise UnauthorizedException(detail="a valid bearer token is required")
+
+    def get_subject(self, request: ScimRequest) -> Any:
+        return self._actor
+
+    async def dispatch_request(self, request: ScimRequest) -> Any:
+        if self.needs_auth(request):
+            self.check_auth(request)
+        request.subject = self.get_subject(request)
+        reset = current_actor.set(self._actor)
+        try:
+            return await self.handler.handle(request)
+        finally:
+            current_actor.reset(reset)
+
+
+def aiohttp_handler(app: ScimApplication, public_url: str | None) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        base = (public_url or f"{request.scheme}://{request.host}") + PREFIX
+        path = request.path[len(PREFIX):] if request.path.startswith(PREFIX) else request.path
+        scim_request = ScimRequest(method=request.method, base_url=base, path=path or "/",
+                                   query=dict(request.query), headers=list(request.headers.items()),
+                                   body=await request.read())
+        response = await app.serve(scim_request)
+        body = None if response.body is None else json.dumps(response.body).encode()
+        out = web.Response(status=int(response.status), body=body)
+        for name, value in response.headers.items():
+            out.headers[name] = value
+        return out
+
+    return handle
