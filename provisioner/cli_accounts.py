@@ -35,6 +35,7 @@ from provisioner.planner import (
     UpdateDisplayName,
     UpdateEmail,
 )
+from provisioner.room_sync import render_room_plan
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings, load_settings
 from provisioner.store import open_store
@@ -92,7 +93,8 @@ def _plan_exit_code(outcome: SyncOutcome) -> int:
         return EXIT_GUARD
     if outcome.plan.problems:
         return EXIT_PARTIAL
-    return EXIT_CHANGES_PENDING if outcome.plan.has_changes else EXIT_OK
+    rooms_pending = outcome.rooms is not None and outcome.rooms.plan.has_changes
+    return EXIT_CHANGES_PENDING if outcome.plan.has_changes or rooms_pending else EXIT_OK
 
 
 def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
@@ -100,6 +102,8 @@ def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
         click.echo(json.dumps(outcome.to_json(), indent=2, sort_keys=True))
         return
     click.echo(render_plan(outcome.plan, title="Plan (nothing has been changed):"))
+    if outcome.rooms is not None:
+        click.echo(render_room_plan(outcome.rooms))
     if outcome.guard_would_trip:
         click.echo(f"Guard: this run would be refused ({len(outcome.plan.deactivations)} "
                    f"deactivations of {outcome.plan.managed_active} managed accounts); "
@@ -176,7 +180,9 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
                    f"{len(outcome.result.failures)} failed.")
         for failure in outcome.result.failures:
             click.echo(f"  failed: {failure.action.describe()}: {failure.error}", err=True)
-    if outcome.result.failures:
+        if outcome.rooms is not None:
+            click.echo(render_room_plan(outcome.rooms))
+    if outcome.status == "failed":
         ctx.exit(EXIT_FAILURE)
     ctx.exit(EXIT_PARTIAL if outcome.plan.problems else EXIT_OK)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from provisioner import room_sync
 from provisioner.apply import ApplyOptions, ApplyResult, apply_plan
 from provisioner.directory.read import directory_config, read_directory
 from provisioner.employee import DirectoryRead
@@ -81,10 +82,12 @@ class SyncOutcome:
     guard_would_trip: bool = False
     #: Seconds per phase (directory_read, synapse_list, plan, store_employees, apply).
     phases: dict[str, float] = field(default_factory=dict)
+    #: The room part of the run (docs/org-rooms.md); None when rooms are not managed.
+    rooms: room_sync.RoomOutcome | None = None
 
     @property
     def status(self) -> str:
-        if self.result.failures:
+        if self.result.failures or (self.rooms and self.rooms.result.failures):
             return "failed"
         if self.plan.problems:
             return "partial"
@@ -103,6 +106,7 @@ class SyncOutcome:
             "seconds": round(self.seconds, 3),
             "guard_would_trip": self.guard_would_trip,
             "phases": {k: round(v, 3) for k, v in self.phases.items()},
+            "rooms": self.rooms.to_json() if self.rooms else None,
         }
 
 
@@ -148,6 +152,8 @@ async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
     when the guard trips and `force` is not given."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
+    # A broken room policy stops the run before anything changes (file:line errors).
+    room_sync.load_room_policy(settings)
     own_store = store is None
     store = store or open_store(settings.store_url)
     try:
@@ -165,9 +171,10 @@ async def _plan_only(settings: Settings, token: str, store: Store, now: datetime
                      reader: DirectoryReader, started: float) -> SyncOutcome:
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        _, plan = await read_and_plan(settings, store, admin, reader, now, phases)
+        directory, plan = await read_and_plan(settings, store, admin, reader, now, phases)
+        rooms = await room_sync.plan_rooms_for_run(settings, store, admin, directory, plan, now)
         writes = admin.writes
-    return SyncOutcome(plan=plan, dry_run=True, writes=writes, phases=phases,
+    return SyncOutcome(plan=plan, dry_run=True, writes=writes, phases=phases, rooms=rooms,
                        seconds=time.monotonic() - started,
                        guard_would_trip=guard_trips(plan, policy_for(settings).guard))
 
@@ -218,8 +225,13 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
         try:
             outcome.result = await apply_plan(plan, admin=admin, store=store, run_id=run_id,
                                               actor=actor, options=options)
-            completed = True
             phases["apply"] = time.monotonic() - t_apply
+            t_rooms = time.monotonic()
+            outcome.rooms = await room_sync.sync_rooms_for_run(
+                settings, store, admin, directory, run_id=run_id, actor=actor,
+                progress=progress, now=now)
+            phases["rooms"] = time.monotonic() - t_rooms
+            completed = True
         finally:
             outcome.writes = admin.writes
             outcome.seconds = time.monotonic() - started
@@ -230,5 +242,7 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
                                          "applied": dict(outcome.result.applied),
                                          "failures": len(outcome.result.failures),
                                          "problems": len(plan.problems),
-                                         "synapse_writes": outcome.writes})
+                                         "synapse_writes": outcome.writes,
+                                         "rooms": (outcome.rooms.plan.counts()
+                                                   if outcome.rooms else None)})
     return outcome

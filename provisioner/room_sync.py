@@ -1,0 +1,262 @@
+"""The room part of a `plan` / `sync` run: the adapters around the pure room planner.
+
+Called by `sync_run` after the accounts are applied (so new hires are in their rooms in
+the same run) and by `plan` (where accounts about to be created count as members).
+Rooms are managed only when hauspost.yaml names a `policies:` directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import select, update
+
+from provisioner.employee import DirectoryRead
+from provisioner.planner import (
+    CreateAccount,
+    Deactivate,
+    LinkAccount,
+    Plan,
+    Reactivate,
+    employee_active,
+    user_id_for,
+)
+from provisioner.policy import PolicySet, load_policies
+from provisioner.room_apply import RoomApplyResult, apply_room_plan
+from provisioner.room_planner import (
+    MARKER,
+    ManagedRoom,
+    Member,
+    Membership,
+    RoomPlan,
+    RoomPlanContext,
+    RoomState,
+    plan_rooms,
+)
+from provisioner.settings import Settings
+from provisioner.store import Store
+from provisioner.store.models import AccountRow
+from provisioner.store.rooms_models import ManagedRoomRow
+from provisioner.synapse_admin import SynapseAdmin
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoomOutcome:
+    plan: RoomPlan
+    result: RoomApplyResult = field(default_factory=RoomApplyResult)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan": self.plan.to_json(), "applied": dict(self.result.applied),
+                "failures": [{"action": f.action.to_json(), "error": f.error}
+                             for f in self.result.failures]}
+
+
+def load_room_policy(settings: Settings) -> PolicySet | None:
+    """The validated policy, or None when rooms are not managed. Raises PolicyError."""
+    if settings.policies is None:
+        return None
+    return load_policies(settings.policies)
+
+
+# --- current state -----------------------------------------------------------------------
+
+
+def load_managed(store: Store) -> dict[str, ManagedRoom]:
+    with store.session() as session:
+        rows = session.execute(select(ManagedRoomRow.policy_key, ManagedRoomRow.room_id,
+                                      ManagedRoomRow.kind, ManagedRoomRow.status,
+                                      ManagedRoomRow.on_removed)).all()
+    return {r[0]: ManagedRoom(key=r[0], room_id=r[1], kind=r[2], status=r[3], on_removed=r[4])
+            for r in rows}
+
+
+def state_from_events(events: Iterable[Mapping[str, Any]]) -> RoomState:
+    """RoomState from a room's current state events (admin API `rooms/<id>/state`)."""
+    fields: dict[str, Any] = {}
+    members: dict[str, Membership] = {}
+    children: set[str] = set()
+    for ev in events:
+        kind, key, content = ev.get("type"), ev.get("state_key"), ev.get("content") or {}
+        if key is None or not isinstance(content, Mapping):
+            continue
+        if kind == "m.room.member":
+            members[key] = Membership(str(content.get("membership")), str(ev.get("sender")))
+        elif kind == "m.space.child" and content.get("via"):
+            children.add(key)
+        elif key != "":
+            continue
+        elif kind == "m.room.name":
+            fields["name"] = content.get("name")
+        elif kind == "m.room.topic":
+            fields["topic"] = content.get("topic")
+        elif kind == "m.room.avatar":
+            fields["avatar"] = content.get("url")
+        elif kind == "m.room.history_visibility":
+            fields["history_visibility"] = content.get("history_visibility")
+        elif kind == "m.room.power_levels":
+            fields["power_levels"] = dict(content)
+        elif kind == MARKER:
+            fields["marker"] = dict(content)
+    return RoomState(members=members, children=frozenset(children), **fields)
+
+
+async def read_room_states(admin: SynapseAdmin, managed: Mapping[str, ManagedRoom],
+                           concurrency: int = 8) -> dict[str, RoomState]:
+    """Current state of every managed room that is not released (one GET per room)."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(row: ManagedRoom) -> tuple[str, RoomState | None]:
+        async with slots:
+            resp = await admin.request(
+                "GET", f"/_synapse/admin/v1/rooms/{quote(row.room_id, safe='')}/state",
+                ok=(200, 404))
+        if resp.status_code == 404:
+            return row.key, None
+        return row.key, state_from_events(resp.json().get("state", []))
+
+    rows = [r for r in managed.values() if r.status != "released"]
+    results = await asyncio.gather(*(one(r) for r in rows))
+    return {key: state for key, state in results if state is not None}
+
+
+def members_from(directory: DirectoryRead, accounts: Mapping[str, tuple[str, bool]],
+                 settings: Settings, now: datetime) -> list[Member]:
+    """Active employees with an active linked account. `accounts`: employee id ->
+    (user id, active)."""
+    from provisioner.sync_run import policy_for  # the one place the company zone is read
+
+    tz = policy_for(settings).time_zone
+    out = []
+    for emp in directory.employees:
+        linked = accounts.get(emp.employee_id)
+        if linked is None or not linked[1] or not employee_active(emp, now, tz):
+            continue
+        out.append(Member(user_id=linked[0], employee=emp))
+    return out
+
+
+def stored_accounts(store: Store) -> dict[str, tuple[str, bool]]:
+    with store.session() as session:
+        rows = session.execute(select(AccountRow.employee_id, AccountRow.user_id,
+                                      AccountRow.active, AccountRow.hold)).all()
+    return {r[0]: (r[1], bool(r[2]) and not r[3]) for r in rows}
+
+
+def accounts_after(plan: Plan, accounts: Mapping[str, tuple[str, bool]]
+                   ) -> dict[str, tuple[str, bool]]:
+    """The accounts as they will be once the account plan is applied (for `plan`)."""
+    out = dict(accounts)
+    for action in plan.actions:
+        if isinstance(action, CreateAccount | LinkAccount | Reactivate):
+            out[action.employee_id] = (action.user_id, True)
+        elif isinstance(action, Deactivate):
+            out[action.employee_id] = (action.user_id, False)
+    return out
+
+
+def context_for(settings: Settings, directory: DirectoryRead,
+                accounts: Mapping[str, tuple[str, bool]]) -> RoomPlanContext:
+    from provisioner.sync_run import policy_for
+
+    held = {accounts[e][0] for e in directory.skipped_employee_ids if e in accounts}
+    held |= {user_id_for(lp, settings.server_name) for lp in directory.skipped_localparts}
+    anonymous = [p for p in directory.problems if not p.employee_id and not p.localpart]
+    return RoomPlanContext(server_name=settings.server_name,
+                           service_user_id=settings.service_user_id,
+                           protected=policy_for(settings).protected, held=frozenset(held),
+                           removals_allowed=directory.complete and not anonymous)
+
+
+async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
+                            admin: SynapseAdmin, directory: DirectoryRead,
+                            accounts: Mapping[str, tuple[str, bool]], now: datetime
+                            ) -> tuple[RoomPlan, dict[str, ManagedRoom], dict[str, RoomState]]:
+    managed = load_managed(store)
+    states = await read_room_states(admin, managed, settings.sync.concurrency)
+    members = members_from(directory, accounts, settings, now)
+    plan = plan_rooms(policy, members, managed, states,
+                      context_for(settings, directory, accounts))
+    return plan, managed, states
+
+
+# --- the hooks sync_run calls ------------------------------------------------------------
+
+
+async def plan_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdmin,
+                             directory: DirectoryRead, account_plan: Plan,
+                             now: datetime) -> RoomOutcome | None:
+    """Dry run: what the room part of `sync` would do after the account plan."""
+    policy = load_room_policy(settings)
+    if policy is None:
+        return None
+    accounts = accounts_after(account_plan, stored_accounts(store))
+    plan, _, _ = await plan_room_changes(settings, policy, store, admin, directory, accounts, now)
+    return RoomOutcome(plan=plan)
+
+
+async def sync_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdmin,
+                             directory: DirectoryRead, *, run_id: int, actor: str,
+                             progress: bool, now: datetime) -> RoomOutcome | None:
+    """Plan against the accounts as now stored (after the account changes) and apply."""
+    policy = load_room_policy(settings)
+    if policy is None:
+        return None
+    plan, managed, _ = await plan_room_changes(settings, policy, store, admin, directory,
+                                            stored_accounts(store), now)
+    _record_on_removed(store, policy, managed)
+    result = await apply_room_plan(
+        plan, admin=admin, store=store, run_id=run_id, actor=actor,
+        server_name=settings.server_name,
+        room_ids={k: r.room_id for k, r in managed.items() if r.status != "released"},
+        concurrency=settings.sync.concurrency, progress=progress)
+    return RoomOutcome(plan=plan, result=result)
+
+
+def _record_on_removed(store: Store, policy: PolicySet,
+                       managed: Mapping[str, ManagedRoom]) -> None:
+    """Remember each room's current `on_removed`, for the day it leaves the policy."""
+    declared: dict[str, str] = {}
+    for room in policy.rooms:
+        for key in managed:
+            if key == room.key or (room.for_each and key.startswith(room.key + "/")):
+                declared[key] = room.on_removed
+    changed = {k: v for k, v in declared.items() if managed[k].on_removed != v}
+    if not changed:
+        return
+    with store.session() as session:
+        for key, value in changed.items():
+            session.execute(update(ManagedRoomRow).where(ManagedRoomRow.policy_key == key)
+                            .values(on_removed=value, updated_at=datetime.now(UTC)))
+
+
+def members_count(state: RoomState) -> int:
+    return sum(1 for m in state.members.values() if m.membership == "join")
+
+
+_SYMBOL = {"create_space": "+", "create_room": "+", "add_member": "+", "add_space_child": "+",
+           "remove_member": "-", "remove_space_child": "-", "archive_room": "x",
+           "release_room": "x"}
+
+
+def render_room_plan(outcome: RoomOutcome) -> str:
+    """The room part of `plan` / `sync` output, next to the account changes."""
+    plan = outcome.plan
+    lines = ["Rooms:"]
+    if not plan.actions:
+        lines.append("  No changes.")
+    lines.extend(f"  {_SYMBOL.get(a.kind, '~')} {a.describe()}" for a in plan.actions)
+    lines.extend(f"  ! {p}" for p in plan.problems)
+    lines.extend(f"Note: {n}" for n in plan.notes)
+    lines.extend(f"  failed: {f.action.describe()}: {f.error}" for f in outcome.result.failures)
+    counts = {k: v for k, v in plan.counts().items() if v}
+    lines.append("Room counts: " + (", ".join(f"{k} {v}" for k, v in counts.items())
+                                    or "no changes"))
+    return "\n".join(lines)
