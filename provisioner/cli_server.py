@@ -16,6 +16,7 @@ from provisioner.errors import ConfigError
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import LdapSettings, Settings, load_settings
 from provisioner.synapse_process import SynapseProcess
+from provisioner.worker_processes import has_worker_layout, serve_workers
 
 DEMO_SERVER_NAME = "hauspost.localhost"
 DEMO_DATA_DIR = Path(".demo")
@@ -45,16 +46,35 @@ DEMO_DATA_DIR = Path(".demo")
 @click.option("--ldap-start-tls", is_flag=True, help="Use StartTLS on an ldap:// URI.")
 @click.option("--ldap-login-attribute", default="uid", show_default=True,
               help="Attribute employees log in with; also their Matrix localpart.")
+@click.option("--workers", type=click.IntRange(0, 32), default=0, show_default=True,
+              help="Client workers of a worker layout (plus event persister, media and "
+                   "background workers, Redis, nginx routing); 0 = one process. "
+                   "Needs --database-url.")
+@click.option("--worker-base-port", type=click.IntRange(1024, 65535), default=8100,
+              show_default=True, help="Workers and replication listen from this port up.")
+@click.option("--redis-url", default="redis://127.0.0.1:6379", show_default=True,
+              help="Redis for replication between the workers.")
+@click.option("--redis-password-file", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="File holding the Redis password.")
+@click.option("--worker-hosts", type=click.Choice(["loopback", "compose"]), default="loopback",
+              show_default=True,
+              help="loopback: all processes on 127.0.0.1; compose: one container each "
+                   "(docker/docker-compose.yml).")
 def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_url: str | None,
          behind_proxy: bool, database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
          ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
-         ldap_login_attribute: str) -> None:
+         ldap_login_attribute: str, workers: int = 0, worker_base_port: int = 8100,
+         redis_url: str = "redis://127.0.0.1:6379", redis_password_file: Path | None = None,
+         worker_hosts: str = "loopback") -> None:
     """Write a hardened homeserver config, secrets and Element config into a data directory.
 
     Re-running it rewrites the config files (the old version is kept as *.bak) but never
     touches keys or secrets.
 
     Example: hauspost init --server-name example.com -d /var/lib/hauspost
+
+    Worker layout (docs/scale-out.md): hauspost init --server-name example.com
+    --database-url postgresql://synapse@127.0.0.1/synapse --workers 2
     """
     ldap = None
     if ldap_uri:
@@ -69,7 +89,9 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
     result = init_data_dir(InitRequest(
         server_name=server_name, data_dir=data_dir, bind_address=bind_address, port=port,
         public_baseurl=public_url, behind_proxy=behind_proxy, database_url=database_url,
-        ldap=ldap))
+        ldap=ldap, workers=workers, worker_base_port=worker_base_port, redis_url=redis_url,
+        redis_password_file=(redis_password_file.resolve() if redis_password_file else None),
+        worker_hosts="compose" if worker_hosts == "compose" else "loopback"))
     for path in result.written:
         click.echo(f"wrote {path}")
     for path in result.kept:
@@ -136,6 +158,8 @@ def run(data_dir: Path) -> None:
     Example: hauspost run -d /var/lib/hauspost
     """
     settings = load_settings(data_dir)
+    if has_worker_layout(settings.homeserver_config):
+        sys.exit(serve_workers(settings))  # written by `init --workers N`
     sys.exit(serve_synapse(settings))
 
 

@@ -6,6 +6,7 @@ Keys and secrets are generated once and never overwritten; config files are rewr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,15 @@ from provisioner.homeserver_config import (
 from provisioner.module_configs import default_modules
 from provisioner.servername import validate_server_name
 from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
+from provisioner.workers import (
+    REPLICATION_SECRET_FILE,
+    Hosts,
+    WorkerLayout,
+    parse_redis_url,
+    pin_singleton_jobs,
+    plan_layout,
+    render_layout,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +53,12 @@ class InitRequest:
     behind_proxy: bool = False
     service_localpart: str = "hauspost"
     ldap: LdapSettings | None = None
+    # Worker layout (provisioner/workers.py): 0 = one process.
+    workers: int = 0
+    worker_base_port: int = 8100
+    redis_url: str = "redis://127.0.0.1:6379"
+    redis_password_file: Path | None = None
+    worker_hosts: Hosts = "loopback"
 
 
 @dataclass(frozen=True)
@@ -153,6 +169,11 @@ def init_data_dir(req: InitRequest) -> InitResult:
     for name in SECRET_FILES:
         _ensure_secret(keys / name, secrets.token_urlsafe(48) + "\n", written, kept)
 
+    layout = worker_layout(req)
+    if layout is not None:
+        _ensure_secret(keys / REPLICATION_SECRET_FILE, secrets.token_urlsafe(48) + "\n",
+                       written, kept)
+
     service_user_id = f"@{req.service_localpart}:{req.server_name}"
     opts = HomeserverOptions(
         server_name=req.server_name,
@@ -168,7 +189,16 @@ def init_data_dir(req: InitRequest) -> InitResult:
     # Validate what we are about to write with the same parser every command uses.
     parse_settings(yaml.safe_load(settings_text), data_dir / SETTINGS_FILE)
 
-    _write_config(data_dir / "homeserver.yaml", render_homeserver_yaml(opts), written)
+    if layout is not None:
+        opts = dataclasses.replace(opts, modules=pin_singleton_jobs(opts.modules, layout))
+    homeserver_yaml = render_homeserver_yaml(opts)
+    if layout is not None:
+        rendered = render_layout(layout, data_dir)
+        homeserver_yaml += rendered.shared_config
+        for name, text in rendered.files.items():
+            (data_dir / name).parent.mkdir(exist_ok=True)
+            _write_config(data_dir / name, text, written)
+    _write_config(data_dir / "homeserver.yaml", homeserver_yaml, written)
     _write_config(data_dir / "log.config", render_log_config(data_dir), written)
     _write_config(data_dir / SETTINGS_FILE,
                   "# Hauspost provisioner settings (see README: Configuration)\n" + settings_text,
@@ -182,3 +212,19 @@ def init_data_dir(req: InitRequest) -> InitResult:
                   json.dumps(render_well_known_client(opts.baseurl), indent=2) + "\n", written)
     logger.info("initialised %s for %s", data_dir, req.server_name)
     return InitResult(data_dir=data_dir, written=written, kept=kept)
+
+
+def worker_layout(req: InitRequest) -> WorkerLayout | None:
+    """The worker layout `init --workers N` asks for, or None for one process."""
+    if req.workers == 0:
+        return None
+    if req.database_url is None:
+        raise ConfigError("workers need PostgreSQL (they cannot share SQLite); "
+                          "add --database-url postgresql://...", key="--workers")
+    password_file = req.redis_password_file
+    if password_file is not None and not password_file.is_file():
+        raise ConfigError(f"Redis password file {password_file} does not exist",
+                          key="--redis-password-file")
+    return plan_layout(req.workers, main_port=req.port, first_port=req.worker_base_port,
+                       redis=parse_redis_url(req.redis_url, password_file),
+                       hosts=req.worker_hosts)

@@ -90,16 +90,56 @@ def read_listener(config_path: Path) -> ListenerInfo:
     raise ConfigError("no listener serves the client API", file=str(config_path), key="listeners")
 
 
+MAIN_APP = "synapse.app.homeserver"
+WORKER_APP = "synapse.app.generic_worker"
+
+
+def read_worker_listener(worker_config: Path) -> ListenerInfo:
+    """The first HTTP listener of a workers/<name>.yaml (/health answers on every one)."""
+    try:
+        data = yaml.safe_load(worker_config.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("not found; run `hauspost init --workers N` first",
+                          file=str(worker_config)) from None
+    listeners = data.get("worker_listeners") if isinstance(data, dict) else None
+    if not isinstance(listeners, list):
+        raise ConfigError("expected a list", file=str(worker_config), key="worker_listeners")
+    for i, listener in enumerate(listeners):
+        if isinstance(listener, dict) and listener.get("type") == "http":
+            port = listener.get("port")
+            if not isinstance(port, int):
+                raise ConfigError("expected an integer port", file=str(worker_config),
+                                  key=f"worker_listeners[{i}].port")
+            host = (listener.get("bind_addresses") or ["127.0.0.1"])[0]
+            if host in ("0.0.0.0", "::"):  # noqa: S104 - we only connect, not bind
+                host = "127.0.0.1"
+            return ListenerInfo(host=host, port=port)
+    raise ConfigError("no HTTP listener", file=str(worker_config), key="worker_listeners")
+
+
 class SynapseProcess:
-    """A running Synapse child process."""
+    """A running Synapse child process (the main process, or one worker)."""
 
     def __init__(self, config_path: Path, *, log_path: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, app: str = MAIN_APP,
+                 extra_configs: tuple[Path, ...] = (),
+                 listener: ListenerInfo | None = None) -> None:
         self.config_path = config_path
-        self.listener = read_listener(config_path)
+        self.listener = listener or read_listener(config_path)
         self.log_path = log_path or config_path.with_name("synapse.stdout.log")
         self._env = env
+        self.app = app
+        # Later files override earlier ones key by key (Synapse merges -c files).
+        self.extra_configs = extra_configs
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def worker(cls, config_path: Path, worker_config: Path, *,
+               env: dict[str, str] | None = None) -> SynapseProcess:
+        """A generic worker: `-c homeserver.yaml -c workers/<name>.yaml`."""
+        return cls(config_path, app=WORKER_APP, extra_configs=(worker_config,), env=env,
+                   listener=read_worker_listener(worker_config),
+                   log_path=worker_config.with_suffix(".stdout.log"))
 
     @property
     def url(self) -> str:
@@ -115,7 +155,8 @@ class SynapseProcess:
         env.setdefault("SYNAPSE_ASYNC_IO_REACTOR", "0")
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(self.config_path)],
+            [sys.executable, "-m", self.app, "-c", str(self.config_path),
+             *(arg for extra in self.extra_configs for arg in ("-c", str(extra)))],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=str(self.config_path.parent),

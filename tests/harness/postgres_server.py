@@ -1,0 +1,152 @@
+"""A real PostgreSQL on a free loopback port, with its own data dir in a temp dir.
+
+Debian's `postgresql` package may have started a cluster of its own on 5432; this one
+is separate (own `initdb`, own port, own socket dir) and a child process of the tests.
+
+PostgreSQL refuses to run as root. When the tests run as root (CI containers), initdb
+and postgres run as the `postgres` system user the Debian package creates, through
+`runuser -u postgres --`; the data dir is then owned by that user. The cluster trusts
+loopback connections (test only: nothing else can reach 127.0.0.1 on a CI machine).
+
+Synapse needs the `C` collation: `initdb --locale=C --encoding=UTF8` makes it the
+default of every database created here.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from provisioner.synapse_process import free_port
+
+SUPERUSER = "postgres"
+
+
+class PostgresMissingError(RuntimeError):
+    pass
+
+
+def find_postgres_bin() -> Path:
+    """The newest /usr/lib/postgresql/<version>/bin (Debian keeps it off PATH)."""
+    root = Path("/usr/lib/postgresql")
+    versions = sorted((p for p in root.glob("*/bin") if (p / "postgres").exists()),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    if not versions:
+        raise PostgresMissingError(
+            "PostgreSQL is not installed: the worker tests need the Debian package "
+            "postgresql (`apt-get install -y postgresql`; ./dev installs it)")
+    return versions[-1]
+
+
+def _run_as() -> list[str]:
+    """Prefix that drops root to the postgres user; nothing when not root."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(SUPERUSER)
+    except KeyError:
+        raise PostgresMissingError("running as root but there is no `postgres` user to run "
+                                   "PostgreSQL as (the Debian package creates it)") from None
+    return ["runuser", "-u", SUPERUSER, "--"]
+
+
+@dataclass
+class PostgresServer:
+    root: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    bin_dir: Path
+
+    host: str = "127.0.0.1"
+    user: str = SUPERUSER
+
+    def url(self, database: str, *, driver: str = "postgresql") -> str:
+        """A URL for Synapse (`postgresql://`) or SQLAlchemy (`postgresql+psycopg2://`)."""
+        return f"{driver}://{self.user}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        """CREATE DATABASE with C collation (Synapse checks it at start-up)."""
+        import psycopg2
+        from psycopg2 import sql
+
+        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user,
+                                dbname="postgres")
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL(
+                    "CREATE DATABASE {} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' "
+                    "TEMPLATE template0").format(sql.Identifier(name)))
+        finally:
+            conn.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = (self.root / "postgres.log").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # SIGINT = "fast shutdown": roll back open transactions, stop at once.
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_postgres(timeout: float = 60.0) -> PostgresServer:
+    bin_dir = find_postgres_bin()
+    prefix = _run_as()
+    # Not under pytest's tmp_path: that is 0700 root and the postgres user can't enter it.
+    root = Path(tempfile.mkdtemp(prefix="hauspost-pg-"))
+    data, sockets = root / "data", root / "sockets"
+    data.mkdir()
+    sockets.mkdir()
+    if prefix:
+        entry = pwd.getpwnam(SUPERUSER)
+        for path in (root, data, sockets):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    initdb = subprocess.run(  # noqa: S603 - fixed argv
+        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER,
+         "--auth=trust", "--locale=C", "--encoding=UTF8", "--no-sync"],
+        capture_output=True, text=True, check=False)
+    if initdb.returncode != 0:
+        shutil.rmtree(root, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
+    port = free_port()
+    log = open(root / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
+    if prefix:
+        os.chown(root / "postgres.log", pwd.getpwnam(SUPERUSER).pw_uid, -1)
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sockets),
+         "-h", "127.0.0.1", "-p", str(port),
+         # Test speed only: a crash loses the test database, which is thrown away anyway.
+         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+         "-c", "max_connections=200"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = PostgresServer(root=root, port=port, proc=proc, bin_dir=bin_dir)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = server.log_tail()
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(f"postgres exited with code {proc.returncode}:\n{tail}")
+        ready = subprocess.run(  # noqa: S603 - fixed argv
+            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"],
+            check=False)
+        if ready.returncode == 0:
+            return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"postgres did not accept connections within {timeout:.0f} s")
