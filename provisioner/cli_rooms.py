@@ -97,7 +97,7 @@ def rooms_command(data_dir: Path, as_json: bool) -> None:
                 "status": row.status if row else "planned",
                 "room_id": row.room_id if row else None,
                 "name": state.name if state else (create.name if create else None),
-                "members": members_count(state) if state else 0,
+                "members": members_count(state, settings.service_user_id) if state else 0,
                 "wanted_members": plan.desired_members.get(key, 0),
                 "drift": _drift(by_key[key]),
             })

@@ -237,8 +237,10 @@ def _record_on_removed(store: Store, policy: PolicySet,
                             .values(on_removed=value, updated_at=datetime.now(UTC)))
 
 
-def members_count(state: RoomState) -> int:
-    return sum(1 for m in state.members.values() if m.membership == "join")
+def members_count(state: RoomState, service_user_id: str) -> int:
+    """Joined members, the service account (every managed room's creator) not counted."""
+    return sum(1 for user, m in state.members.items()
+               if m.membership == "join" and user != service_user_id)
 
 
 _SYMBOL = {"create_space": "+", "create_room": "+", "add_member": "+", "add_space_child": "+",

@@ -7,7 +7,9 @@ directory; the session Synapse is shared.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ import httpx
 import pytest
 import yaml
 
+from provisioner.room_sync import load_managed
 from provisioner.settings import load_settings
 from provisioner.store import open_store
+from provisioner.store.models import RunRow
 from tests.harness.ldap_seed import (
     SeedPerson,
     add_groups,
@@ -95,8 +99,6 @@ class RoomsEnv(AccountsEnv):
             conn.unbind()
 
     def room_id(self, key: str) -> str:
-        from provisioner.room_sync import load_managed
-
         return load_managed(self.store)[key].room_id
 
     def members(self, key: str) -> set[str]:
@@ -296,3 +298,160 @@ def test_manual_name_and_power_level_changes_are_reverted_and_audited(env: Rooms
     assert (pl_row.details["old"]["users"], pl_row.details["new"]["users"]) == (
         {intruder: 100}, {})
     assert env.sync().writes == 0
+
+
+def _refused(resp: httpx.Response, text: str) -> None:
+    assert resp.status_code == 403, resp.text
+    assert resp.json()["errcode"] == "M_FORBIDDEN"
+    assert text in resp.json()["error"], resp.json()["error"]
+
+
+def test_module_keeps_managed_rooms_managed(env: RoomsEnv) -> None:
+    anna, ben, carl, _ = people = staff(env)
+    env.seed(people)
+    env.sync()
+    announcements = quote(env.room_id("announcements"))
+    berlin = quote(env.room_id("location/Berlin"))
+    anna_id, ben_id, carl_id = env.mxid(anna), env.mxid(ben), env.mxid(carl)
+    token = env.token(anna)
+    with env.as_user(token) as c:
+        # Leaving a mandatory room: by /leave and by kicking oneself.
+        _refused(c.post(f"/_matrix/client/v3/rooms/{announcements}/leave", json={}),
+                 "You can't leave this room: it is a mandatory company room (announcements)")
+        _refused(c.post(f"/_matrix/client/v3/rooms/{announcements}/kick",
+                        json={"user_id": anna_id}), "mandatory company room")
+        # Only the provisioner invites into a managed room (Ben is in Hamburg).
+        _refused(c.post(f"/_matrix/client/v3/rooms/{berlin}/invite",
+                        json={"user_id": ben_id}), "only IT's provisioning service can invite")
+    assert anna_id in env.members("announcements")
+
+    # Even with power level 100 (given by hand), a member can't unmark the room, kick or
+    # ban people, or invite.
+    with env.synapse.admin() as c:
+        pl = c.get(f"/_matrix/client/v3/rooms/{announcements}/state/m.room.power_levels/"
+                   ).json()
+        pl["users"] = {anna_id: 100}
+        assert c.put(f"/_matrix/client/v3/rooms/{announcements}/state/m.room.power_levels/",
+                     json=pl).status_code == 200
+    with env.as_user(token) as c:
+        _refused(c.put(f"/_matrix/client/v3/rooms/{announcements}/state/de.hauspost.managed/",
+                       json={}), "Only IT's provisioning service can mark a room")
+        _refused(c.put(f"/_matrix/client/v3/rooms/{announcements}/state/de.hauspost.managed/",
+                       json={"policy_key": "announcements", "mandatory": False}),
+                 "Only IT's provisioning service can mark a room")
+        _refused(c.post(f"/_matrix/client/v3/rooms/{announcements}/kick",
+                        json={"user_id": carl_id}), "only IT's provisioning service can remove")
+        _refused(c.post(f"/_matrix/client/v3/rooms/{announcements}/ban",
+                        json={"user_id": carl_id}), "only IT's provisioning service can ban")
+        _refused(c.post(f"/_matrix/client/v3/rooms/{announcements}/leave", json={}),
+                 "mandatory company room")
+        # A non-mandatory room can be left.
+        assert c.post(f"/_matrix/client/v3/rooms/{berlin}/leave", json={}).status_code == 200
+    assert carl_id in env.members("announcements")
+    assert anna_id not in env.members("location/Berlin")
+    # ... and the next sync puts the power levels back but leaves Anna out of Berlin.
+    fixed = env.sync()
+    assert fixed.rooms is not None
+    assert [a.kind for a in fixed.rooms.plan.actions] == ["set_power_levels"]
+    assert anna_id not in env.members("location/Berlin")
+
+    # Employees still make their own group chats and DMs, but can't mark them managed.
+    with env.as_user(token) as c:
+        resp = c.post("/_matrix/client/v3/createRoom", json={"invite": [ben_id],
+                                                             "is_direct": True})
+        assert resp.status_code == 200, resp.text
+        _refused(c.post("/_matrix/client/v3/createRoom", json={"initial_state": [
+            {"type": "de.hauspost.managed", "state_key": "",
+             "content": {"policy_key": "trap", "mandatory": True}}]}),
+            "Only IT's provisioning service can mark a room")
+        own = c.post("/_matrix/client/v3/createRoom", json={"name": "Kaffee"}).json()["room_id"]
+        _refused(c.put(f"/_matrix/client/v3/rooms/{quote(own)}/state/de.hauspost.managed/",
+                       json={"policy_key": "trap", "mandatory": True}),
+                 "Only IT's provisioning service can mark a room")
+        assert c.post(f"/_matrix/client/v3/rooms/{quote(own)}/invite",
+                      json={"user_id": carl_id}).status_code == 200
+    with env.as_user(env.token(ben)) as c:
+        dm = resp.json()["room_id"]
+        assert c.post(f"/_matrix/client/v3/join/{quote(dm)}", json={}).status_code == 200
+
+
+def test_offboarding_still_parts_mandatory_rooms(env: RoomsEnv) -> None:
+    people = staff(env)
+    env.seed(people)
+    env.sync()
+    gone = env.mxid(people[3])
+    with env.synapse.admin() as c:
+        assert c.post(f"/_synapse/admin/v1/deactivate/{quote(gone)}",
+                      json={"erase": False}).status_code == 200
+    deadline = time.monotonic() + 30
+    while gone in env.members("announcements") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone not in env.members("announcements")
+    assert gone not in env.members("department/IT")
+
+
+BAD_POLICIES = [
+    ("rooms:\n  - key: a\n    name: A\n    mandatroy: true\n",
+     "company.yaml:4: rooms[0].mandatroy: unknown key"),
+    ("rooms:\n  - key: a\n    name: A\n    read_only: sometimes\n",
+     "company.yaml:4: rooms[0].read_only: expected true or false, got str 'sometimes'"),
+    ("rooms:\n  - key: a\n    name: A\n  - key: a\n    name: B\n",
+     "company.yaml:4: key: duplicate key 'a' (first defined at"),
+    ("rooms:\n  - key: a\n    name: A\n    members: {title: Boss}\n",
+     "company.yaml:4: rooms[0].members.title: rule on an unknown attribute 'title'"),
+]
+
+
+@pytest.mark.parametrize(("policy", "error"), BAD_POLICIES,
+                         ids=["unknown-key", "wrong-type", "duplicate-key", "unknown-attribute"])
+def test_invalid_policy_fails_plan_and_sync_and_changes_nothing(
+        synapse: SynapseServer, slapd: SlapdServer, tmp_path: Path, policy: str,
+        error: str) -> None:
+    for env in make_rooms_env(synapse, slapd, tmp_path, policy):
+        env.seed(staff(env))
+        for command in ("plan", "sync"):
+            result = env.cli(command)
+            assert result.returncode == 3, result.stderr
+            assert error in result.stderr, result.stderr
+            assert result.stderr.startswith("Error: ")
+        with env.synapse.admin() as c:
+            users = c.get("/_synapse/admin/v2/users", params={"name": env.prefix}).json()
+        assert users["users"] == []
+        with env.store.session() as s:
+            assert s.query(RunRow).count() == 0
+
+
+def test_plan_shows_room_changes_next_to_accounts_and_rooms_lists_drift(env: RoomsEnv) -> None:
+    anna, ben, carl, dora = people = staff(env)
+    env.seed(people)
+    plan = env.cli("plan")
+    assert plan.returncode == 10, plan.stderr
+    out = plan.stdout
+    assert f"+ create {env.mxid(anna)}" in out
+    assert "Rooms:" in out
+    assert "+ create room department/Sales 'Abteilung Sales' in space departments" in out
+    assert f"+ add {env.mxid(anna)} to department/Sales (matches department Sales " \
+           "(mandatory))" in out
+    assert out.index(f"+ create {env.mxid(anna)}") < out.index("Rooms:")
+    assert env.audit() == []
+
+    assert env.cli("sync").returncode == 0
+    with env.synapse.admin() as c:
+        c.put(f"/_matrix/client/v3/rooms/{quote(env.room_id('location/Berlin'))}/state/"
+              "m.room.topic/", json={"topic": "Kaffeeklatsch"}).raise_for_status()
+    env.modify(dora.uid, {"l": ["Berlin"]})
+    listed = env.cli("rooms", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["key"]: r for r in json.loads(listed.stdout)}
+    assert set(rows) == {"company", "departments", "announcements", "department/IT",
+                         "department/Sales", "location/Berlin", "location/Hamburg"}
+    berlin = rows["location/Berlin"]
+    assert (berlin["members"], berlin["wanted_members"], berlin["status"]) == (2, 3, "active")
+    assert berlin["drift"] == {"settings": ["topic"], "add_members": 1, "remove_members": 0,
+                               "archive": False, "create": False}
+    assert rows["location/Hamburg"]["drift"]["remove_members"] == 1
+    assert rows["announcements"]["drift"] == {"settings": [], "add_members": 0,
+                                              "remove_members": 0, "archive": False,
+                                              "create": False}
+    text = env.cli("rooms")
+    assert "location/Berlin" in text.stdout and "topic; +1 -0 members" in text.stdout
