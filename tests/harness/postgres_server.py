@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -95,8 +96,13 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            # SIGINT = "fast shutdown": roll back open transactions, stop at once.
-            self.proc.send_signal(2)
+            # SIGINT = "fast shutdown": roll back open transactions, stop at once. Sent to
+            # the postmaster itself: `runuser` does not pass SIGINT on.
+            try:
+                pid = int((self.root / "data" / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGINT)
+            except (OSError, ValueError, IndexError):
+                self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
