@@ -60,12 +60,15 @@ DEMO_DATA_DIR = Path(".demo")
               show_default=True,
               help="loopback: all processes on 127.0.0.1; compose: one container each "
                    "(docker/docker-compose.yml).")
+@click.option("--store-url", default=None,
+              help="The provisioner's own database, e.g. postgresql://hauspost@127.0.0.1/"
+                   "hauspost (default: SQLite in the data dir).")
 def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_url: str | None,
          behind_proxy: bool, database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
          ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
          ldap_login_attribute: str, workers: int = 0, worker_base_port: int = 8100,
          redis_url: str = "redis://127.0.0.1:6379", redis_password_file: Path | None = None,
-         worker_hosts: str = "loopback") -> None:
+         worker_hosts: str = "loopback", store_url: str | None = None) -> None:
     """Write a hardened homeserver config, secrets and Element config into a data directory.
 
     Re-running it rewrites the config files (the old version is kept as *.bak) but never
@@ -91,7 +94,8 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
         public_baseurl=public_url, behind_proxy=behind_proxy, database_url=database_url,
         ldap=ldap, workers=workers, worker_base_port=worker_base_port, redis_url=redis_url,
         redis_password_file=(redis_password_file.resolve() if redis_password_file else None),
-        worker_hosts="compose" if worker_hosts == "compose" else "loopback"))
+        worker_hosts="compose" if worker_hosts == "compose" else "loopback",
+        store_url=store_url))
     for path in result.written:
         click.echo(f"wrote {path}")
     for path in result.kept:
@@ -174,8 +178,11 @@ def demo(data_dir: Path, port: int) -> None:
 
     Example: hauspost demo
     """
+    from provisioner.demo import demo_settings, write_demo_password
+
     result = init_data_dir(InitRequest(server_name=DEMO_SERVER_NAME, data_dir=data_dir,
-                                       port=port))
+                                       port=port, extra_settings=demo_settings()))
+    write_demo_password(result.data_dir)
     settings = load_settings(result.data_dir)
     sys.exit(serve_synapse(settings, seed=True))
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +54,15 @@ class InitRequest:
     behind_proxy: bool = False
     service_localpart: str = "hauspost"
     ldap: LdapSettings | None = None
+    #: Further hauspost.yaml sections (the demo's directory, sync and policies).
+    extra_settings: Mapping[str, object] | None = None
     # Worker layout (provisioner/workers.py): 0 = one process.
     workers: int = 0
     worker_base_port: int = 8100
     redis_url: str = "redis://127.0.0.1:6379"
     redis_password_file: Path | None = None
     worker_hosts: Hosts = "loopback"
+    store_url: str | None = None  # None: SQLite in the data directory
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,7 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
             "localpart": req.service_localpart,
             "token_file": "keys/service_account_token",
         },
-        "store": {"url": f"sqlite:///{req.data_dir / 'hauspost.db'}"},
+        "store": {"url": req.store_url or f"sqlite:///{req.data_dir / 'hauspost.db'}"},
     }
     if req.ldap is not None:
         ldap = req.ldap
@@ -142,6 +146,7 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
             section["bind_dn"] = ldap.bind_dn
             section["bind_password_file"] = str(ldap.bind_password_file)
         doc["ldap"] = section
+    doc.update(req.extra_settings or {})
     return doc
 
 

@@ -392,7 +392,8 @@ def render_nginx_locations(layout: WorkerLayout) -> str:
         "# Media repository: only the media worker serves files (the media gate runs there).",
     ]
     for prefix in MEDIA_PREFIXES:
-        parts.append(f"location {prefix} {{\n    proxy_pass http://hauspost_media;\n}}\n")
+        # ^~: no regex location below may take a media path away from the media worker.
+        parts.append(f"location ^~ {prefix} {{\n    proxy_pass http://hauspost_media;\n}}\n")
     parts.extend(_location(p, "hauspost_media") for p in MEDIA_ADMIN_PATTERNS)
     parts.append("# Sync: sticky per user.")
     parts.extend(_location(p, "hauspost_sync") for p in STICKY_PATTERNS)
