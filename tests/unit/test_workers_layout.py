@@ -143,8 +143,8 @@ def test_synapse_parses_each_process_config(tmp_path: Path, process: str,
 
 def route(locations: str, path: str) -> str:
     """Which upstream nginx picks for `path` (prefix, `^~` prefix and regex locations)."""
-    blocks = re.findall(r"location (\^~ |~ )?(\S+) \{\n    proxy_pass http://(\w+);",
-                        locations)
+    blocks: list[tuple[str, str, str]] = re.findall(
+        r"location (\^~ |~ )?(\S+) \{\n    proxy_pass http://(\w+);", locations)
     best_prefix: tuple[int, str, bool] | None = None
     for kind, pattern, upstream in blocks:
         if kind != "~ " and path.startswith(pattern) and (
