@@ -1,0 +1,351 @@
+"""The provisioner's bot: one matrix-nio[e2e] client with ONE stable device.
+
+* Account `@hauspost-bot` (announcements.yaml `bot_localpart`), created through the admin
+  API with a random password kept in `keys/bot_password` (0600). Admin login-as tokens
+  have no device and can't upload E2EE keys, so the bot logs in with that password once.
+* Device id and access token are kept in `keys/bot_device.json` (0600); every later run
+  restores that login over the persistent crypto store `<data dir>/bot-store` (0700,
+  pickled with the key in `keys/bot_store_key`). If the token was revoked, the bot logs in
+  again *with the same device id*, so Synapse keeps the device and its keys.
+* Room keys are shared with every member's devices with `ignore_unverified_devices=True`:
+  nobody verifies a bot's counterparts by emoji, and an announcement that silently skips
+  unverified devices (most employees' phones) would not reach people. The devices are
+  still the ones Synapse lists for accounts on our own server (federation is off), and
+  the server never sees plaintext.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    JoinedMembersResponse,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomSendResponse,
+    ShareGroupSessionResponse,
+    SyncResponse,
+    UploadResponse,
+    WhoamiResponse,
+)
+
+from provisioner.announcements.config import AnnouncementConfig
+from provisioner.data_dir import _write_private
+from provisioner.errors import HauspostError
+from provisioner.settings import Settings
+from provisioner.synapse_admin import SynapseAdmin, q
+
+logger = logging.getLogger(__name__)
+
+BOT_STORE_DIR = "bot-store"
+DEVICE_FILE = "bot_device.json"
+PASSWORD_FILE = "bot_password"  # noqa: S105 - a file name, not a password
+STORE_KEY_FILE = "bot_store_key"
+DEVICE_NAME = "Hauspost announcements"
+
+#: Enough timeline per room that a tick rarely needs to page back for reactions.
+SYNC_FILTER: dict[str, Any] = {"room": {"timeline": {"limit": 200}}}
+
+
+class BotError(HauspostError):
+    pass
+
+
+SyncHandler = Callable[["Bot", SyncResponse], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BotFiles:
+    keys: Path
+    store: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> BotFiles:
+        return cls(keys=settings.service_token_file.parent,
+                   store=settings.data_dir / BOT_STORE_DIR)
+
+    @property
+    def device(self) -> Path:
+        return self.keys / DEVICE_FILE
+
+    @property
+    def password(self) -> Path:
+        return self.keys / PASSWORD_FILE
+
+    @property
+    def store_key(self) -> Path:
+        return self.keys / STORE_KEY_FILE
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _secret(path: Path) -> str:
+    value = _read_secret(path)
+    if value is None:
+        value = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, value + "\n")
+    return value
+
+
+async def ensure_bot_account(admin: SynapseAdmin, user_id: str, display_name: str,
+                             password_file: Path) -> str:
+    """Create the bot account (not a server admin) if it doesn't exist; return its password."""
+    existing = await admin.get_account(user_id)
+    had_password = password_file.exists()
+    password = _secret(password_file)
+    if existing is None or not had_password or existing.deactivated:
+        # A lost password file means a new password; logout_devices false keeps the device.
+        await admin.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json={
+            "password": password, "displayname": display_name, "admin": False,
+            "deactivated": False, "logout_devices": False}, ok=(200, 201))
+        logger.info("bot account %s ready", user_id)
+    return password
+
+
+class Bot:
+    """A logged-in bot client. Use `async with await open_bot(...) as bot:`."""
+
+    def __init__(self, client: AsyncClient, settings: Settings, admin_token: str,
+                 on_sync: SyncHandler | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.admin_token = admin_token
+        #: Sees every sync response (acknowledgements and receipts must never be skipped).
+        self.on_sync = on_sync
+        self._full_state_done = False
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    @property
+    def device_id(self) -> str:
+        return str(self.client.device_id)
+
+    async def __aenter__(self) -> Bot:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- sync ----------------------------------------------------------------------
+
+    async def sync(self, timeout_ms: int = 0) -> SyncResponse:
+        """One sync; the first one after start-up asks for full room state, because nio
+        keeps room state only in memory and a restored login would not know its rooms."""
+        resp = await self.client.sync(timeout=timeout_ms, sync_filter=SYNC_FILTER,
+                                      full_state=not self._full_state_done)
+        if not isinstance(resp, SyncResponse):
+            raise BotError(f"the bot's sync failed: {resp}")
+        self._full_state_done = True
+        if self.on_sync is not None:
+            await self.on_sync(self, resp)
+        return resp
+
+    # --- rooms ---------------------------------------------------------------------
+
+    async def create_room(self, *, name: str, invite: Iterable[str] = (), read_only: bool,
+                          is_direct: bool = False, extra_power: dict[str, int] | None = None
+                          ) -> str:
+        """An encrypted room owned by the bot.
+
+        Read-only (announcements): only the bot posts; reactions and redactions stay open
+        to everyone so ✅ works (Element Web sends reactions unencrypted, which the
+        encryption policy allows for exactly this reason).
+        """
+        # Room version 12: the creator has unlimited power and must not be listed.
+        power: dict[str, Any] = {"users": dict(extra_power or {})}
+        if read_only:
+            power.update({"events_default": 50,
+                          "events": {"m.reaction": 0, "m.room.redaction": 0,
+                                     "m.room.name": 100, "m.room.power_levels": 100}})
+        initial_state = [{"type": "m.room.encryption", "state_key": "",
+                          "content": {"algorithm": "m.megolm.v1.aes-sha2"}},
+                         {"type": "m.room.history_visibility", "state_key": "",
+                          "content": {"history_visibility": "invited"}}]
+        resp = await self.client.room_create(name=name, invite=list(invite),
+                                             is_direct=is_direct, initial_state=initial_state,
+                                             power_level_override=power)
+        if not isinstance(resp, RoomCreateResponse):
+            raise BotError(f"the bot could not create room {name!r}: {resp}")
+        return str(resp.room_id)
+
+    async def joined_members(self, room_id: str) -> set[str]:
+        resp = await self.client.joined_members(room_id)
+        if not isinstance(resp, JoinedMembersResponse):
+            raise BotError(f"cannot list the members of {room_id}: {resp}")
+        return {m.user_id for m in resp.members}
+
+    async def force_join(self, room_id: str, user_ids: Iterable[str], *,
+                         concurrency: int = 8) -> list[str]:
+        """Make `user_ids` members through the admin API (no invitation to accept).
+
+        The provisioner's service account must be in the room for invite-only rooms; the
+        bot invites it first. Returns the users that could not be joined (logged).
+        """
+        members = await self.joined_members(room_id)
+        service = self.settings.service_user_id
+        missing = [u for u in user_ids if u not in members]
+        if not missing:
+            return []
+        async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
+            if service not in members:
+                await self.client.room_invite(room_id, service)
+                await admin.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}",
+                                    json={})
+            failed: list[str] = []
+            limit = asyncio.Semaphore(concurrency)
+
+            async def join(user_id: str) -> None:
+                async with limit:
+                    try:
+                        await admin.request("POST", f"/_synapse/admin/v1/join/{quote(room_id)}",
+                                            json={"user_id": user_id})
+                    except HauspostError as exc:
+                        logger.warning("could not put %s into %s: %s", user_id, room_id, exc)
+                        failed.append(user_id)
+
+            await asyncio.gather(*(join(u) for u in missing))
+        return failed
+
+    async def can_post(self, room_id: str) -> bool:
+        resp = await self.client.room_get_state(room_id)
+        events = getattr(resp, "events", None)
+        if not isinstance(events, list):
+            raise BotError(f"cannot read the state of {room_id}: {resp}")
+        return may_post(self.user_id, events)
+
+    # --- sending -------------------------------------------------------------------
+
+    async def share_keys(self, room_id: str) -> Counter[str]:
+        """Share a fresh room key with every member's devices; returns devices per user."""
+        client = self.client
+        if room_id not in client.rooms:
+            await self.sync()
+        resp = await client.joined_members(room_id)
+        if not isinstance(resp, JoinedMembersResponse):
+            raise BotError(f"cannot list the members of {room_id}: {resp}")
+        if client.should_query_keys:
+            await client.keys_query()
+        shared = await client.share_group_session(room_id, ignore_unverified_devices=True)
+        if not isinstance(shared, ShareGroupSessionResponse):
+            raise BotError(f"sharing the room key of {room_id} failed: {shared}")
+        return Counter(user for user, _device in shared.users_shared_with)
+
+    async def send(self, room_id: str, content: dict[str, Any],
+                   event_type: str = "m.room.message") -> str:
+        """Send encrypted (room keys shared first by `share_keys` or here by nio)."""
+        if room_id not in self.client.rooms:
+            await self.sync()
+        resp = await self.client.room_send(room_id, event_type, content,
+                                           ignore_unverified_devices=True)
+        if not isinstance(resp, RoomSendResponse):
+            raise BotError(f"sending into {room_id} failed: {resp}")
+        return str(resp.event_id)
+
+    async def upload_encrypted(self, data: bytes, *, filename: str,
+                               mimetype: str) -> tuple[str, dict[str, Any]]:
+        resp, keys = await self.client.upload(io.BytesIO(data), content_type=mimetype,
+                                              filename=filename, encrypt=True,
+                                              filesize=len(data))
+        if not isinstance(resp, UploadResponse) or keys is None:
+            raise BotError(f"uploading {filename} failed: {resp}")
+        return str(resp.content_uri), dict(keys)
+
+
+def may_post(user_id: str, state: list[dict[str, Any]]) -> bool:
+    """Whether `user_id` may send encrypted messages, judged from the room's state events."""
+    by_type = {e.get("type"): e for e in state if e.get("state_key") == ""}
+    create = by_type.get("m.room.create", {})
+    creators = {create.get("sender"), *create.get("content", {}).get("additional_creators", [])}
+    power = by_type.get("m.room.power_levels", {}).get("content", {})
+    users = power.get("users", {})
+    if user_id in creators and user_id not in users:
+        return True  # room version 12: creators outrank every power level and aren't listed
+    level = int(users.get(user_id, power.get("users_default", 0)))
+    needed = int(power.get("events", {}).get("m.room.encrypted",
+                                              power.get("events_default", 0)))
+    return level >= needed
+
+
+def _client(settings: Settings, files: BotFiles, user_id: str,
+            device_id: str | None) -> AsyncClient:
+    files.store.mkdir(parents=True, exist_ok=True)
+    os.chmod(files.store, 0o700)
+    config = AsyncClientConfig(store_sync_tokens=True, encryption_enabled=True,
+                               pickle_key=_secret(files.store_key))
+    return AsyncClient(settings.homeserver_url, user_id, device_id=device_id,
+                       store_path=str(files.store), config=config)
+
+
+def _save_device(files: BotFiles, user_id: str, device_id: str, token: str) -> None:
+    _write_private(files.device, json.dumps(
+        {"user_id": user_id, "device_id": device_id, "access_token": token}) + "\n")
+
+
+async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: str,
+                   on_sync: SyncHandler | None = None) -> Bot:
+    """Log the bot in (first run) or restore its one device (every later run)."""
+    files = BotFiles.of(settings)
+    user_id = f"@{config.bot_localpart}:{settings.server_name}"
+    saved: dict[str, str] | None = None
+    raw = _read_secret(files.device)
+    if raw is not None:
+        try:
+            saved = json.loads(raw)
+        except ValueError:
+            raise BotError(f"{files.device} is not valid JSON; move it away to start the bot "
+                           "with a new device") from None
+    if saved is not None and saved.get("user_id") == user_id:
+        client = _client(settings, files, user_id, saved["device_id"])
+        client.restore_login(user_id, saved["device_id"], saved["access_token"])
+        if isinstance(await client.whoami(), WhoamiResponse):
+            return await _ready(client, settings, admin_token, on_sync)
+        logger.warning("the bot's access token no longer works; logging in again on device %s",
+                       saved["device_id"])
+        await client.close()
+        device_id: str | None = saved["device_id"]
+    else:
+        device_id = None
+    async with SynapseAdmin(settings.homeserver_url, admin_token) as admin:
+        password = await ensure_bot_account(admin, user_id, config.bot_display_name,
+                                            files.password)
+    client = _client(settings, files, user_id, device_id)
+    resp = await client.login(password, device_name=DEVICE_NAME)
+    if not isinstance(resp, LoginResponse):
+        await client.close()
+        raise BotError(f"the bot {user_id} cannot log in: {resp}")
+    _save_device(files, user_id, str(resp.device_id), str(resp.access_token))
+    logger.info("bot %s logged in on device %s", user_id, resp.device_id)
+    return await _ready(client, settings, admin_token, on_sync)
+
+
+async def _ready(client: AsyncClient, settings: Settings, admin_token: str,
+                 on_sync: SyncHandler | None) -> Bot:
+    if client.should_upload_keys:
+        await client.keys_upload()
+    bot = Bot(client, settings, admin_token, on_sync)
+    await bot.sync()
+    return bot

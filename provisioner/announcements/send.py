@@ -1,0 +1,180 @@
+"""`hauspost announce`: validate, resolve, post encrypted, record.
+
+Order matters: the request and the targets are checked completely before the bot logs in,
+so bad input never sends anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+
+from provisioner.announcements.ack import record_signals, signals_from_sync
+from provisioner.announcements.bot import Bot, BotError, open_bot
+from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
+from provisioner.announcements.config import AnnouncementConfig
+from provisioner.announcements.targets import Person, RoomSource, Target, resolve
+from provisioner.settings import Settings
+from provisioner.store import Store
+from provisioner.store import repository as repo
+from provisioner.store.announcement_models import (
+    AnnouncementPostRow,
+    AnnouncementRow,
+    RecipientRow,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnnounceResult:
+    announcement_id: int
+    rooms: tuple[str, ...]
+    event_ids: tuple[str, ...]
+    recipients: int
+    delivered: int
+    devices: int
+    not_joined: tuple[str, ...]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.announcement_id, "rooms": list(self.rooms),
+                "event_ids": list(self.event_ids), "recipients": self.recipients,
+                "delivered": self.delivered, "devices": self.devices,
+                "not_joined": list(self.not_joined), "seconds": round(self.seconds, 3)}
+
+
+def sync_handler(store: Store) -> Any:
+    async def handle(bot: Bot, resp: Any) -> None:
+        record_signals(store, signals_from_sync(resp, bot.user_id))
+    return handle
+
+
+async def open_recording_bot(settings: Settings, config: AnnouncementConfig, admin_token: str,
+                             store: Store) -> Bot:
+    """The bot, recording acknowledgements from every sync it makes."""
+    return await open_bot(settings, config, admin_token, on_sync=sync_handler(store))
+
+
+async def announce(settings: Settings, config: AnnouncementConfig, store: Store, *,
+                   admin_token: str, targets: Sequence[Target], people: Sequence[Person],
+                   request: AnnouncementRequest, rooms: RoomSource, actor: str,
+                   now: datetime) -> AnnounceResult:
+    recipients = resolve(targets, people)  # raises before anything is sent
+    started = time.perf_counter()
+    bot = await open_recording_bot(settings, config, admin_token, store)
+    try:
+        managers = {p.employee_id: p.user_id for p in people}
+        return await _post(bot, settings, store, targets=targets, recipients=recipients,
+                           managers=managers, request=request, rooms=rooms, actor=actor,
+                           now=now, started=started)
+    finally:
+        await bot.close()
+
+
+async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence[Target],
+                recipients: list[Person], managers: dict[str, str],
+                request: AnnouncementRequest, rooms: RoomSource,
+                actor: str, now: datetime, started: float) -> AnnounceResult:
+    wanted = {p.user_id for p in recipients}
+    room_ids = rooms.rooms_for(targets)
+    if room_ids is None:
+        # Room names are plaintext on the server: never put the (encrypted) title there.
+        name = f"📢 Announcement {now:%Y-%m-%d %H:%M} UTC"
+        room_ids = [await bot.create_room(name=name, read_only=True,
+                                          extra_power={settings.service_user_id: 100})]
+    not_joined: set[str] = set()
+    for room_id in room_ids:
+        # The bot itself first: org rooms belong to the service account.
+        if await bot.force_join(room_id, [bot.user_id]):
+            raise BotError(f"the bot {bot.user_id} could not join {room_id}")
+        await bot.sync()
+        if not await bot.can_post(room_id):
+            raise BotError(f"the bot {bot.user_id} may not post in {room_id}: give it a power "
+                           "level that may send messages there")
+        not_joined |= set(await bot.force_join(room_id, sorted(wanted)))
+    await bot.sync()
+
+    with store.session() as session:
+        row = AnnouncementRow(created_at=now, actor=actor, sender=bot.user_id,
+                              target={"targets": [str(t) for t in targets]},
+                              title=request.title or "(untitled)",
+                              requires_ack=request.requires_ack, deadline=request.deadline,
+                              status="sending", recipients_total=len(recipients),
+                              delivered_total=0, devices_total=0)
+        session.add(row)
+        session.flush()
+        announcement_id = row.id
+        repo.append_audit(session, actor=actor, action="announcement.send",
+                          target=f"announcement:{announcement_id}", now=now,
+                          reason=f"announcement to {', '.join(str(t) for t in targets)}",
+                          details={"rooms": room_ids, "recipients": len(recipients),
+                                   "requires_ack": request.requires_ack,
+                                   "deadline": request.deadline.isoformat()
+                                   if request.deadline else None})
+
+    devices: Counter[str] = Counter()
+    member_room: dict[str, str] = {}
+    posts: list[dict[str, Any]] = []
+    try:
+        for room_id in room_ids:
+            shared = await bot.share_keys(room_id)
+            for user, count in shared.items():
+                if user in wanted:
+                    devices[user] += count
+                    member_room.setdefault(user, room_id)
+            event_id = await bot.send(room_id, text_content(request, announcement_id))
+            posts.append({"announcement_id": announcement_id, "room_id": room_id,
+                          "event_id": event_id, "kind": "text", "sent_at": now})
+            if request.attachment is not None:
+                a = request.attachment
+                mxc, keys = await bot.upload_encrypted(a.data, filename=a.filename,
+                                                       mimetype=a.mimetype)
+                file_event = await bot.send(room_id, file_content(a, mxc, keys, announcement_id))
+                posts.append({"announcement_id": announcement_id, "room_id": room_id,
+                              "event_id": file_event, "kind": "attachment", "sent_at": now})
+    except BaseException:
+        with store.session() as session:
+            failed = session.get(AnnouncementRow, announcement_id)
+            if failed is not None:
+                failed.status = "failed"
+        _record_posts(store, posts)
+        raise
+    delivered = sum(1 for u in wanted if devices[u] > 0)
+    _record_posts(store, posts)
+    with store.session() as session:
+        if request.requires_ack:
+            # Privacy: per-person rows only when acknowledgement is required.
+            session.execute(insert(RecipientRow), [
+                {"announcement_id": announcement_id, "user_id": p.user_id,
+                 "employee_id": p.employee_id, "display_name": p.display_name,
+                 "department": p.department, "manager_user_id": managers.get(p.manager_id or ""),
+                 "room_id": member_room.get(p.user_id), "devices": devices[p.user_id]}
+                for p in recipients])
+        sent = session.get(AnnouncementRow, announcement_id)
+        assert sent is not None  # noqa: S101 - inserted above in this process
+        sent.status = "sent"
+        sent.delivered_total = delivered
+        sent.devices_total = sum(devices[u] for u in wanted)
+    seconds = time.perf_counter() - started
+    logger.info("announcement %d: %d of %d recipients reached on %d devices in %.2f s",
+                announcement_id, delivered, len(recipients), sum(devices.values()), seconds)
+    return AnnounceResult(announcement_id=announcement_id, rooms=tuple(room_ids),
+                          event_ids=tuple(p["event_id"] for p in posts),
+                          recipients=len(recipients), delivered=delivered,
+                          devices=sum(devices[u] for u in wanted),
+                          not_joined=tuple(sorted(not_joined)), seconds=seconds)
+
+
+def _record_posts(store: Store, posts: list[dict[str, Any]]) -> None:
+    if posts:
+        with store.session() as session:
+            session.execute(insert(AnnouncementPostRow), posts)
+

@@ -1,0 +1,252 @@
+"""One scheduler tick: record acknowledgements, send due reminders and manager summaries,
+delete per-person data past its retention.
+
+`run_tick(settings, now)` is what `hauspost tick` (cron / systemd timer) and
+`hauspost serve` call. Every notice is claimed in the store (a unique row per person,
+announcement and stage) *before* it is sent, so two overlapping ticks or a crash between
+send and record can never send it twice; a send that fails is recorded with its error and
+not retried (at most once is the promise; the report shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from provisioner.actor import current_actor
+from provisioner.announcements.bot import Bot
+from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.announcements.send import open_recording_bot
+from provisioner.errors import HauspostError
+from provisioner.service_account import ensure_service_token
+from provisioner.settings import Settings
+from provisioner.store import Store, open_store
+from provisioner.store import repository as repo
+from provisioner.store.announcement_models import (
+    AnnouncementRow,
+    BotDirectRoomRow,
+    NoticeRow,
+    RecipientRow,
+)
+
+logger = logging.getLogger(__name__)
+
+MANAGER_STAGE = "manager-summary"
+
+
+def stage_name(hours: int) -> str:
+    return f"reminder-{hours}h"
+
+
+def due_stage(deadline: datetime, now: datetime, hours: tuple[int, ...]) -> str | None:
+    """The reminder stage due at `now`, or None.
+
+    Only the latest due stage is sent: a tick that runs late sends one reminder, not a
+    burst. Stages before the deadline are due in [deadline - h, deadline); the stage at the
+    deadline (h = 0) stays due after it, so a late tick still sends it once.
+    """
+    due = [h for h in hours if deadline - timedelta(hours=h) <= now
+           and (now < deadline or h == 0)]
+    return stage_name(min(due)) if due else None
+
+
+@dataclass(frozen=True)
+class PlannedNotice:
+    announcement_id: int
+    user_id: str
+    stage: str
+    text: str
+
+
+@dataclass
+class TickResult:
+    reminders: list[tuple[int, str, str]] = field(default_factory=list)
+    summaries: list[tuple[int, str]] = field(default_factory=list)
+    failed: list[tuple[int, str, str, str]] = field(default_factory=list)
+    purged_announcements: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reminders": [{"announcement": a, "user_id": u, "stage": s}
+                              for a, u, s in self.reminders],
+                "manager_summaries": [{"announcement": a, "user_id": u}
+                                      for a, u in self.summaries],
+                "failed": [{"announcement": a, "user_id": u, "stage": s, "error": e}
+                           for a, u, s, e in self.failed],
+                "purged_announcements": self.purged_announcements}
+
+
+def _when(deadline: datetime) -> str:
+    return deadline.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def reminder_text(title: str, deadline: datetime, now: datetime) -> str:
+    passed = now >= deadline
+    lead = ("The deadline has passed" if passed else f"Please acknowledge by {_when(deadline)}")
+    return (f"Reminder: \u201c{title}\u201d. {lead}: react with \u2705 to the announcement, "
+            "or reply \u201cok\u201d to this message.")
+
+
+def summary_text(title: str, deadline: datetime, names: list[str]) -> str:
+    listed = "\n".join(f"- {n}" for n in names)
+    return (f"\u201c{title}\u201d (deadline {_when(deadline)}): {len(names)} of your team "
+            f"have not acknowledged yet:\n{listed}")
+
+
+def plan_notices(store: Store, now: datetime, hours: tuple[int, ...]) -> list[PlannedNotice]:
+    """Reminders and manager summaries due at `now` that were never claimed."""
+    planned: list[PlannedNotice] = []
+    with store.session() as session:
+        open_ones = session.scalars(
+            select(AnnouncementRow).where(AnnouncementRow.requires_ack.is_(True),
+                                          AnnouncementRow.status == "sent",
+                                          AnnouncementRow.purged_at.is_(None))).all()
+        for ann in open_ones:
+            assert ann.deadline is not None  # noqa: S101 - requires_ack implies a deadline
+            claimed = {(n.user_id, n.stage) for n in session.scalars(
+                select(NoticeRow).where(NoticeRow.announcement_id == ann.id))}
+            missing = session.scalars(
+                select(RecipientRow).where(RecipientRow.announcement_id == ann.id,
+                                           RecipientRow.acked_at.is_(None))
+                .order_by(RecipientRow.user_id)).all()
+            stage = due_stage(ann.deadline, now, hours)
+            if stage is not None:
+                text = reminder_text(ann.title, ann.deadline, now)
+                planned.extend(PlannedNotice(ann.id, r.user_id, stage, text)
+                               for r in missing if (r.user_id, stage) not in claimed)
+            if now >= ann.deadline:
+                by_manager: dict[str, list[str]] = defaultdict(list)
+                for r in missing:
+                    if r.manager_user_id:
+                        by_manager[r.manager_user_id].append(r.display_name)
+                for manager, names in sorted(by_manager.items()):
+                    if (manager, MANAGER_STAGE) not in claimed:
+                        planned.append(PlannedNotice(
+                            ann.id, manager, MANAGER_STAGE,
+                            summary_text(ann.title, ann.deadline, sorted(names))))
+    return planned
+
+
+def _claim(store: Store, notice: PlannedNotice, now: datetime) -> bool:
+    try:
+        with store.session() as session:
+            session.execute(insert(NoticeRow).values(
+                announcement_id=notice.announcement_id, user_id=notice.user_id,
+                stage=notice.stage, claimed_at=now))
+        return True
+    except IntegrityError:
+        return False  # another tick claimed it first
+
+
+async def direct_room(bot: Bot, store: Store, user_id: str, now: datetime) -> str:
+    """The bot's encrypted DM with `user_id`, created (and invited) once."""
+    with store.session() as session:
+        row = session.get(BotDirectRoomRow, user_id)
+        if row is not None:
+            return row.room_id
+    room_id = await bot.create_room(name="Hauspost", invite=[user_id], read_only=False,
+                                    is_direct=True)
+    with store.session() as session:
+        session.add(BotDirectRoomRow(user_id=user_id, room_id=room_id, created_at=now))
+    return room_id
+
+
+async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice, now: datetime,
+                       result: TickResult) -> None:
+    if not _claim(store, notice, now):
+        return
+    room_id: str | None = None
+    try:
+        room_id = await direct_room(bot, store, notice.user_id, now)
+        await bot.sync()
+        event_id = await bot.send(room_id, {"msgtype": "m.text", "body": notice.text})
+    except HauspostError as exc:
+        logger.error("could not send %s of announcement %d to %s: %s", notice.stage,
+                     notice.announcement_id, notice.user_id, exc)
+        _finish(store, notice, room_id=room_id, event_id=None, now=now, error=str(exc))
+        result.failed.append((notice.announcement_id, notice.user_id, notice.stage, str(exc)))
+        return
+    _finish(store, notice, room_id=room_id, event_id=event_id, now=now, error=None)
+    if notice.stage == MANAGER_STAGE:
+        result.summaries.append((notice.announcement_id, notice.user_id))
+    else:
+        result.reminders.append((notice.announcement_id, notice.user_id, notice.stage))
+
+
+def _finish(store: Store, notice: PlannedNotice, *, room_id: str | None, event_id: str | None,
+            now: datetime, error: str | None) -> None:
+    with store.session() as session:
+        row = session.scalars(select(NoticeRow).where(
+            NoticeRow.announcement_id == notice.announcement_id,
+            NoticeRow.user_id == notice.user_id, NoticeRow.stage == notice.stage)).one()
+        row.room_id = room_id
+        row.event_id = event_id
+        row.sent_at = now if error is None else None
+        row.error = error
+
+
+def purge_expired(store: Store, now: datetime, retention_days: int, actor: str) -> list[int]:
+    """Delete per-person rows `retention_days` after the deadline; keep the final counts."""
+    cutoff = now - timedelta(days=retention_days)
+    purged: list[int] = []
+    with store.session() as session:
+        expired = session.scalars(select(AnnouncementRow).where(
+            AnnouncementRow.requires_ack.is_(True), AnnouncementRow.purged_at.is_(None),
+            AnnouncementRow.deadline <= cutoff)).all()
+        for ann in expired:
+            total, seen, acked = session.execute(
+                select(func.count(), func.count(RecipientRow.seen_at),
+                       func.count(RecipientRow.acked_at))
+                .where(RecipientRow.announcement_id == ann.id)).one()
+            ann.final_counts = {"recipients": total, "seen": seen, "acknowledged": acked,
+                                "delivered": ann.delivered_total}
+            ann.purged_at = now
+            session.execute(delete(RecipientRow).where(RecipientRow.announcement_id == ann.id))
+            session.execute(delete(NoticeRow).where(NoticeRow.announcement_id == ann.id))
+            repo.append_audit(session, actor=actor, action="announcement.purge",
+                              target=f"announcement:{ann.id}", now=now,
+                              reason=f"retention: per-person data deleted {retention_days} "
+                                     "days after the deadline",
+                              details={"recipients": total})
+            purged.append(ann.id)
+    return purged
+
+
+async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: datetime,
+                    actor: str) -> TickResult:
+    """The tick's work with an open bot (the service keeps one bot open between ticks)."""
+    result = TickResult()
+    await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
+    for notice in plan_notices(store, now, config.reminder_hours):
+        await _send_notice(bot, store, notice, now, result)
+    if result.reminders or result.summaries or result.failed:
+        with store.session() as session:
+            repo.append_audit(session, actor=actor, action="announcement.notices",
+                              target="announcements", now=now,
+                              reason="reminders and manager summaries due",
+                              details={"reminders": len(result.reminders),
+                                       "manager_summaries": len(result.summaries),
+                                       "failed": len(result.failed)})
+    result.purged_announcements = purge_expired(store, now, config.retention_days, actor)
+    return result
+
+
+async def run_tick(settings: Settings, now: datetime | None = None) -> TickResult:
+    """One tick: log the bot in, do the work, log out. `now` is injectable for tests."""
+    now = now or datetime.now(UTC)
+    config = load_announcement_config(settings.data_dir)
+    store = open_store(settings.store_url)
+    try:
+        token = await ensure_service_token(settings)
+        bot = await open_recording_bot(settings, config, token, store)
+        try:
+            return await tick_with(bot, store, config, now, current_actor())
+        finally:
+            await bot.close()
+    finally:
+        store.close()

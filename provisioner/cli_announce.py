@@ -1,0 +1,237 @@
+"""`hauspost announce`, `hauspost announcements [report]` and `hauspost tick`.
+
+Exit codes (docs/announcements.md): 0 ok · 1 failure · 2 bad input (unknown target,
+deadline in the past, empty body, attachment refused: nothing sent) · 3 config error or
+unknown announcement · 4 environment problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from provisioner.actor import current_actor
+from provisioner.announcements.compose import (
+    AnnouncementInputError,
+    Attachment,
+    read_attachment,
+    validate_request,
+)
+from provisioner.announcements.config import load_announcement_config
+from provisioner.announcements.media_limits import load_media_limits
+from provisioner.announcements.report import build_report, render_csv, render_html, render_text
+from provisioner.announcements.send import AnnounceResult, announce
+from provisioner.announcements.targets import (
+    ExplicitRoom,
+    NewRoomPerAnnouncement,
+    Person,
+    RoomSource,
+    active_links,
+    check_room_id,
+    parse_target,
+    people_from_employees,
+    resolve,
+)
+from provisioner.announcements.tick import TickResult, run_tick
+from provisioner.cli import data_dir_option
+from provisioner.directory.read import read_directory
+from provisioner.service_account import ensure_service_token
+from provisioner.settings import Settings, load_settings
+from provisioner.store import Store, open_store
+from provisioner.store.announcement_models import AnnouncementRow
+
+
+def _parse_when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise AnnouncementInputError(f"{option}: expected an ISO date-time like "
+                                     f"2026-12-01T12:00+01:00, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def load_people(settings: Settings, store: Store) -> list[Person]:
+    """Active directory employees that have an account (directory attributes + store links)."""
+    return people_from_employees(read_directory(settings).employees, active_links(store))
+
+
+def _body(body: str | None, body_file: Path | None) -> str:
+    if body is not None and body_file is not None:
+        raise AnnouncementInputError("give either --body or --body-file, not both")
+    if body_file is not None:
+        if str(body_file) == "-":
+            return sys.stdin.read()
+        try:
+            return body_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AnnouncementInputError(f"--body-file {body_file}: {exc}") from None
+    return body or ""
+
+
+@click.command("announce")
+@data_dir_option
+@click.option("--to", "targets", multiple=True, metavar="TARGET",
+              help="all, department:NAME, location:NAME, group:NAME or person:ID "
+                   "(repeat for a union).")
+@click.option("--body", default=None, help="The announcement in Markdown.")
+@click.option("--body-file", type=click.Path(path_type=Path), default=None,
+              help="Read the Markdown body from a file ('-' for stdin).")
+@click.option("--attach", type=click.Path(path_type=Path), default=None,
+              help="One attachment, encrypted; the media policy's size and type limits apply.")
+@click.option("--ack-by", default=None, metavar="DATETIME",
+              help="Require acknowledgement by this ISO date-time (e.g. 2026-12-01T12:00+01:00).")
+@click.option("--room", default=None, metavar="ROOM_ID",
+              help="Post into this room (the bot must be able to post there) instead of a new "
+                   "read-only room.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
+                     body_file: Path | None, attach: Path | None, ack_by: str | None,
+                     room: str | None, as_json: bool) -> None:
+    """Send an end-to-end encrypted announcement as the Hauspost bot.
+
+    Everything is checked before anything is sent: unknown targets, a deadline in the past,
+    an empty body or a refused attachment stop with exit code 2.
+
+    Example: hauspost announce --to department:Sales --ack-by 2026-12-01T12:00+01:00
+    --body-file news.md
+    """
+    settings = load_settings(data_dir)
+    config = load_announcement_config(settings.data_dir)
+    now = datetime.now(UTC)
+    parsed_targets = [parse_target(t) for t in targets]
+    attachment: Attachment | None = None
+    if attach is not None:
+        attachment = read_attachment(attach, load_media_limits(settings.homeserver_config))
+    request = validate_request(_body(body, body_file), _parse_when(ack_by, "--ack-by"), now,
+                               attachment)
+    rooms: RoomSource = ExplicitRoom(check_room_id(room)) if room else NewRoomPerAnnouncement()
+    store = open_store(settings.store_url)
+    try:
+        people = load_people(settings, store)
+        resolve(parsed_targets, people)  # unknown targets fail here, before any login
+
+        async def go() -> AnnounceResult:
+            token = await ensure_service_token(settings)
+            return await announce(settings, config, store, admin_token=token,
+                                  targets=parsed_targets, people=people, request=request,
+                                  rooms=rooms, actor=current_actor(), now=now)
+
+        result = asyncio.run(go())
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        return
+    click.echo(f"Announcement {result.announcement_id} sent to {result.recipients} people in "
+               f"{len(result.rooms)} room(s): {result.delivered} reached on {result.devices} "
+               f"devices in {result.seconds:.2f} s.")
+    if result.not_joined:
+        click.echo("Could not be put into the room: " + ", ".join(result.not_joined), err=True)
+
+
+@click.group("announcements", invoke_without_command=True)
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable list on stdout.")
+@click.pass_context
+def announcements_group(ctx: click.Context, data_dir: Path, as_json: bool) -> None:
+    """List announcements (newest first); `announcements report ID` shows one's reach.
+
+    Example: hauspost announcements -d /var/lib/hauspost
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["data_dir"] = data_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = load_settings(data_dir)
+    store = open_store(settings.store_url)
+    try:
+        with store.session() as session:
+            rows = session.scalars(select(AnnouncementRow)
+                                   .order_by(AnnouncementRow.id.desc())).all()
+            listed = [{"id": r.id, "created_at": r.created_at.isoformat(), "title": r.title,
+                       "targets": r.target.get("targets", []), "status": r.status,
+                       "recipients": r.recipients_total, "delivered": r.delivered_total,
+                       "deadline": r.deadline.isoformat() if r.deadline else None}
+                      for r in rows]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if not listed:
+        click.echo("No announcements yet.")
+    for a in listed:
+        ack = f", acknowledge by {a['deadline']}" if a["deadline"] else ""
+        click.echo(f"{a['id']:>5}  {a['created_at'][:16]}  {a['status']:<7} "
+                   f"{a['delivered']}/{a['recipients']} reached{ack}  "
+                   f"[{', '.join(a['targets'])}] {a['title']}")
+
+
+@announcements_group.command("report")
+@click.argument("announcement_id", type=int)
+@click.option("--csv", "as_csv", is_flag=True, help="One row per person on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
+@click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
+              help="Also write an HTML report with a chart of acknowledgements over time.")
+@click.pass_context
+def report_command(ctx: click.Context, announcement_id: int, as_csv: bool, as_json: bool,
+                   html_file: Path | None) -> None:
+    """Reach of one announcement: delivered, seen %, acknowledged %, who is missing.
+
+    Example: hauspost announcements report 12 --html reach-12.html
+    """
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    settings = load_settings(ctx.obj["data_dir"])
+    store = open_store(settings.store_url)
+    try:
+        report = build_report(store, announcement_id)
+    finally:
+        store.close()
+    if html_file is not None:
+        html_file.write_text(render_html(report), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    elif as_csv:
+        click.echo(render_csv(report), nl=False)
+    else:
+        click.echo(render_text(report))
+
+
+@click.command("tick")
+@data_dir_option
+@click.option("--now", "now_text", default=None, metavar="DATETIME",
+              help="Act as if it were this moment (ISO date-time); for tests and catch-up.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+def tick_command(data_dir: Path, now_text: str | None, as_json: bool) -> None:
+    """Record acknowledgements, send due reminders and manager summaries, apply retention.
+
+    Run it from cron or a systemd timer, e.g. every 15 minutes.
+
+    Example: hauspost tick -d /var/lib/hauspost
+    """
+    settings = load_settings(data_dir)
+    now = _parse_when(now_text, "--now") or datetime.now(UTC)
+    result: TickResult = asyncio.run(run_tick(settings, now))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        return
+    click.echo(f"Tick at {now.isoformat(timespec='minutes')}: {len(result.reminders)} "
+               f"reminder(s), {len(result.summaries)} manager summary(ies), "
+               f"{len(result.failed)} failed, {len(result.purged_announcements)} "
+               "announcement(s) past retention purged.")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(announce_command)
+    main.add_command(announcements_group)
+    main.add_command(tick_command)

@@ -1,0 +1,442 @@
+"""Announcements against the session Synapse (default modules) with 20 real E2EE clients.
+
+One module-scoped company of 20 employees in three departments (a head each), logged in
+concurrently as matrix-nio clients. Each test makes its own announcement; the first test
+walks one announcement from sending through acknowledgements, reminders and escalation
+with an injected `now`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import pytest_asyncio
+from nio import (
+    AsyncClient,
+    DownloadResponse,
+    Event,
+    MegolmEvent,
+    RoomEncryptedFile,
+    RoomMessageText,
+    SyncResponse,
+)
+from nio.crypto.attachments import decrypt_attachment
+from sqlalchemy import func, select
+
+from provisioner.announcements.compose import validate_request
+from provisioner.announcements.config import load_announcement_config
+from provisioner.announcements.report import build_report, render_csv, render_html
+from provisioner.announcements.send import AnnounceResult, announce
+from provisioner.announcements.targets import (
+    NewRoomPerAnnouncement,
+    Person,
+    Target,
+    active_links,
+    people_from_employees,
+)
+from provisioner.announcements.tick import run_tick
+from provisioner.directory.read import read_directory
+from provisioner.settings import Settings, load_settings
+from provisioner.store import Store, open_store
+from provisioner.store import repository as repo
+from provisioner.store.announcement_models import AnnouncementRow, RecipientRow
+from tests.harness.e2ee import E2EEError, close_all, e2ee_login, send_content
+from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, TestUser
+
+HAUSPOST = str(Path(sys.executable).parent / "hauspost")
+DEPARTMENTS = ["Sales"] * 8 + ["Ops"] * 6 + ["IT"] * 6
+HEADS = {"Sales": 0, "Ops": 8, "IT": 14}
+#: Who does not acknowledge in the main walk-through (indexes into the 20).
+SILENT = (3, 5, 10, 12, 17)
+#: Of the silent ones, these still open the room (read receipt -> "seen").
+SILENT_BUT_SEEN = (3, 10)
+
+
+@dataclass
+class Company:
+    server: SynapseServer
+    data_dir: Path
+    settings: Settings
+    store: Store
+    user_ids: list[str]
+    names: list[str]
+    clients: list[AsyncClient]
+
+    def people(self) -> list[Person]:
+        return people_from_employees(read_directory(self.settings).employees,
+                                     active_links(self.store))
+
+    def index(self, user_id: str) -> int:
+        return self.user_ids.index(user_id)
+
+
+def _write_company(data_dir: Path, server: SynapseServer, prefix: str) -> tuple[list[str], list[str]]:
+    keys = data_dir / "keys"
+    keys.mkdir(parents=True)
+    os.chmod(keys, 0o700)
+    shutil.copy(server.data_dir / "keys" / "service_account_token", keys / "service_account_token")
+    rows = ["id;login;name;dept;city;manager;groups"]
+    logins, names = [], []
+    for i, dept in enumerate(DEPARTMENTS):
+        head = HEADS[dept]
+        login, name = f"{prefix}e{i:02d}", f"{dept} Person {i:02d}"
+        manager = "" if i == head else f"E{head:02d}"
+        groups = "team-leads" if i == head else ""
+        rows.append(f"E{i:02d};{login};{name};{dept};{'Berlin' if i % 2 else 'Hamburg'};"
+                    f"{manager};{groups}")
+        logins.append(login)
+        names.append(name)
+    (data_dir / "employees.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    config = {
+        "server_name": server.server_name,
+        "homeserver": {"url": server.url, "config": str(server.data_dir / "homeserver.yaml")},
+        "service_account": {"localpart": server.admin_user_id[1:].split(":")[0],
+                            "token_file": "keys/service_account_token"},
+        "store": {"url": f"sqlite:///{data_dir / 'hauspost.db'}"},
+        "directory": {"sources": ["hr_csv"], "time_zone": "UTC", "hr_csv": {
+            "path": "employees.csv",
+            "columns": {"employee_id": "id", "localpart": "login", "display_name": "name",
+                        "department": "dept", "location": "city", "manager_id": "manager",
+                        "groups": "groups"}}},
+    }
+    (data_dir / "hauspost.yaml").write_text(json.dumps(config), encoding="utf-8")
+    return logins, names
+
+
+def _create_account(server: SynapseServer, user_id: str, name: str) -> None:
+    with server.admin() as c:
+        c.put(f"/_synapse/admin/v2/users/{quote(user_id)}",
+              json={"password": TEST_PASSWORD, "displayname": name}).raise_for_status()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def company(synapse: SynapseServer, tmp_path_factory: pytest.TempPathFactory
+                  ) -> AsyncIterator[Company]:
+    data_dir = tmp_path_factory.mktemp("announce")
+    logins, names = _write_company(data_dir, synapse, synapse.unique("an"))
+    user_ids = [synapse.mxid(lp) for lp in logins]
+    await asyncio.gather(*(asyncio.to_thread(_create_account, synapse, u, n)
+                           for u, n in zip(user_ids, names, strict=True)))
+    settings = load_settings(data_dir)
+    store = open_store(settings.store_url)
+    now = datetime.now(UTC)
+    with store.session() as session:
+        for i, user_id in enumerate(user_ids):
+            repo.insert_link(session, employee_id=f"E{i:02d}", user_id=user_id, now=now,
+                             run_id=None, display_name=names[i], email=None)
+    users = [TestUser(user_id=u, password=TEST_PASSWORD, token="", device_id="")
+             for u in user_ids]
+    clients = list(await asyncio.gather(*(e2ee_login(synapse, u, data_dir / "clients")
+                                          for u in users)))
+    try:
+        yield Company(synapse, data_dir, settings, store, user_ids, names, clients)
+    finally:
+        await close_all(*clients)
+        store.close()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+async def _send(company: Company, targets: list[Target], body: str,
+                deadline: datetime | None = None, now: datetime | None = None,
+                attachment: Any = None) -> AnnounceResult:
+    now = now or datetime.now(UTC)
+    request = validate_request(body, deadline, now, attachment)
+    return await announce(company.settings, load_announcement_config(company.data_dir),
+                          company.store, admin_token=company.server.admin_token,
+                          targets=targets, people=company.people(), request=request,
+                          rooms=NewRoomPerAnnouncement(), actor="test", now=now)
+
+
+async def _wait_for(client: AsyncClient, room_id: str, *event_ids: str,
+                    timeout: float = 30.0) -> list[Event]:
+    """Sync until every event arrived in `room_id`, decrypted (MegolmEvent = not yet)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    found: dict[str, Event] = {}
+    while loop.time() < deadline:
+        resp = await client.sync(timeout=300)
+        room = resp.rooms.join.get(room_id) if isinstance(resp, SyncResponse) else None
+        for event in room.timeline.events if room else []:
+            if event.event_id in event_ids:
+                found[event.event_id] = event
+        for event_id, event in list(found.items()):
+            if isinstance(event, MegolmEvent):  # the key may arrive after the event
+                found[event_id] = client.decrypt_event(event)
+        if len(found) == len(event_ids) and not any(
+                isinstance(e, MegolmEvent) for e in found.values()):
+            return [found[e] for e in event_ids]
+    raise E2EEError(f"{client.user_id} never decrypted {event_ids} in {room_id}: {found}")
+
+
+async def _bot_dm_messages(client: AsyncClient, bot_user_id: str,
+                           rounds: int = 3) -> list[str]:
+    """Accept the bot's DM invitation (if any) and return the decrypted bodies it sent."""
+    bodies: list[str] = []
+    for _ in range(rounds):
+        await client.sync(timeout=300)
+        for room_id, room in list(client.invited_rooms.items()):
+            if bot_user_id in room.users or room.inviter == bot_user_id:
+                await client.join(room_id)
+        await client.sync(timeout=300)
+    for room_id, room in client.rooms.items():
+        if bot_user_id not in room.users or room.member_count > 2:
+            continue
+        resp = await client.room_messages(room_id, start=client.next_batch, limit=50)
+        for event in getattr(resp, "chunk", []):
+            if isinstance(event, MegolmEvent):
+                event = client.decrypt_event(event)
+            if isinstance(event, RoomMessageText) and event.sender == bot_user_id:
+                bodies.append(event.body)
+    return bodies
+
+
+def _admin_messages(server: SynapseServer, room_id: str) -> list[dict[str, Any]]:
+    with server.admin() as c:
+        resp = c.get(f"/_synapse/admin/v1/rooms/{quote(room_id)}/messages",
+                     params={"dir": "b", "limit": 1000})
+        resp.raise_for_status()
+        chunk: list[dict[str, Any]] = resp.json()["chunk"]
+        return chunk
+
+
+def _members(server: SynapseServer, room_id: str) -> set[str]:
+    with server.admin() as c:
+        resp = c.get(f"/_synapse/admin/v1/rooms/{quote(room_id)}/members")
+        resp.raise_for_status()
+        return set(resp.json()["members"])
+
+
+def _bot_id(company: Company) -> str:
+    return json.loads((company.data_dir / "keys" / "bot_device.json").read_text())["user_id"]
+
+
+# --- tests -----------------------------------------------------------------------------
+
+
+async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
+        company: Company) -> None:
+    sent_at = datetime.now(UTC)
+    deadline = sent_at + timedelta(hours=48)
+    secret = f"Neue Arbeitszeitregelung {company.server.unique('rule')}"
+    result = await _send(company, [Target("all")], f"# {secret}\n\nAb **1. Januar** gilt …",
+                         deadline=deadline, now=sent_at)
+    bot = _bot_id(company)
+    assert result.recipients == 20
+    assert result.delivered == 20 and result.devices == 20 and result.not_joined == ()
+    (room_id,) = result.rooms
+    (event_id,) = result.event_ids
+
+    # Every client decrypts it.
+    events = await asyncio.gather(*(_wait_for(c, room_id, event_id) for c in company.clients))
+    for (event,) in events:
+        assert isinstance(event, RoomMessageText)
+        assert secret in event.body and "<strong>1. Januar</strong>" in event.formatted_body
+        assert event.source["content"]["de.hauspost.announcement"]["id"] == result.announcement_id
+
+    # The server holds only ciphertext (plaintext only for the bot's own room set-up).
+    timeline = _admin_messages(company.server, room_id)
+    assert {e["type"] for e in timeline if "state_key" not in e} == {"m.room.encrypted"}
+    assert [e["type"] for e in timeline if e["event_id"] == event_id] == ["m.room.encrypted"]
+    assert all(secret not in json.dumps(e) for e in timeline)
+
+    # 15 acknowledge with ✅ (two with the emoji variation selector, as some keyboards send
+    # it); two of the silent five only open the room.
+    ackers = [i for i in range(20) if i not in SILENT]
+    for n, i in enumerate(ackers):
+        key = "✅\ufe0f" if n < 2 else "✅"
+        await send_content(company.clients[i], room_id, "m.reaction", {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": event_id, "key": key}})
+    for i in (*ackers, *SILENT_BUT_SEEN):
+        await company.clients[i].room_read_markers(room_id, event_id, event_id)
+    # A different emoji is no acknowledgement.
+    await send_content(company.clients[5], room_id, "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": event_id, "key": "👍"}})
+
+    # A tick now: records everything, reminds nobody (the first stage is 24 h before).
+    first = await run_tick(company.settings, sent_at + timedelta(minutes=5))
+    assert first.reminders == [] and first.summaries == []
+    report = build_report(company.store, result.announcement_id)
+    missing_ids = {company.user_ids[i] for i in SILENT}
+    assert (report.recipients, report.delivered, report.acknowledged, report.seen) == (20, 20, 15, 17)
+    assert report.percent(report.acknowledged) == 75.0
+    assert {p.user_id for p in report.missing} == missing_ids
+    assert sorted(p.display_name for p in report.missing) == sorted(
+        company.names[i] for i in SILENT)
+    assert {d: (r.recipients, r.acknowledged) for d, r in report.departments.items()} == {
+        "Sales": (8, 6), "Ops": (6, 4), "IT": (6, 5)}
+    assert render_csv(report).count("\n") == 21
+    page = render_html(report)
+    assert "<svg" in page and "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+
+    # 23 h before the deadline: exactly the five get the first reminder, as encrypted DMs.
+    second = await run_tick(company.settings, deadline - timedelta(hours=23))
+    assert {(u, s) for _, u, s in second.reminders} == {(u, "reminder-24h") for u in missing_ids}
+    assert second.summaries == [] and second.failed == []
+    inboxes = await asyncio.gather(*(_bot_dm_messages(c, bot) for c in company.clients))
+    for i, inbox in enumerate(inboxes):
+        if i in SILENT:
+            assert len(inbox) == 1 and secret in inbox[0] and "Reminder" in inbox[0], inbox
+        else:
+            assert inbox == [], (company.names[i], inbox)
+    # At most once per person and stage.
+    again = await run_tick(company.settings, deadline - timedelta(hours=22))
+    assert again.reminders == [] and again.summaries == []
+
+    # After the deadline: the stage-0 reminder to the five, and ONE summary per head
+    # listing only their own people.
+    after = await run_tick(company.settings, deadline + timedelta(hours=1))
+    assert {(u, s) for _, u, s in after.reminders} == {(u, "reminder-0h") for u in missing_ids}
+    heads = {d: company.user_ids[i] for d, i in HEADS.items()}
+    assert sorted(u for _, u in after.summaries) == sorted(heads.values())
+    inboxes = await asyncio.gather(*(_bot_dm_messages(c, bot) for c in company.clients))
+    for dept, head_index in HEADS.items():
+        summaries = [b for b in inboxes[head_index] if "have not acknowledged" in b]
+        assert len(summaries) == 1
+        listed = {line[2:] for line in summaries[0].splitlines() if line.startswith("- ")}
+        assert listed == {company.names[i] for i in SILENT if DEPARTMENTS[i] == dept}
+    for i, inbox in enumerate(inboxes):
+        if i in SILENT:
+            assert len([b for b in inbox if "Reminder" in b]) == 2
+        elif i not in HEADS.values():
+            assert inbox == []
+    final = await run_tick(company.settings, deadline + timedelta(hours=2))
+    assert final.reminders == [] and final.summaries == []
+
+
+async def test_department_announcement_reaches_exactly_that_department(company: Company,
+                                                                       tmp_path: Path) -> None:
+    from provisioner.announcements.compose import Attachment
+
+    pdf = b"%PDF-1.4\n" + os.urandom(2048)
+    result = await _send(company, [Target("department", "Ops")], "Ops: new shift plan",
+                         attachment=Attachment("schichtplan.pdf", pdf, "application/pdf"))
+    ops = {company.user_ids[i] for i, d in enumerate(DEPARTMENTS) if d == "Ops"}
+    (room_id,) = result.rooms
+    text_id, file_id = result.event_ids
+    assert result.recipients == 6 and result.delivered == 6
+    bot = _bot_id(company)
+    assert _members(company.server, room_id) == ops | {bot, company.server.admin_user_id}
+    for i, dept in enumerate(DEPARTMENTS):
+        client = company.clients[i]
+        if dept != "Ops":
+            await client.sync(timeout=0)
+            assert room_id not in client.rooms
+            continue
+        text, attachment = await _wait_for(client, room_id, text_id, file_id)
+        assert isinstance(text, RoomMessageText) and text.body == "Ops: new shift plan"
+        assert isinstance(attachment, RoomEncryptedFile)
+        if i == 8:  # one download: the media gate lets room-mates of the bot fetch it
+            download = await client.download(attachment.url)
+            assert isinstance(download, DownloadResponse)
+            assert pdf not in download.body
+            assert decrypt_attachment(download.body, attachment.key["k"],
+                                      attachment.hashes["sha256"], attachment.iv) == pdf
+    # Privacy: no acknowledgement asked, so nothing is kept per person.
+    with company.store.session() as session:
+        rows = session.scalar(select(func.count()).select_from(RecipientRow)
+                              .where(RecipientRow.announcement_id == result.announcement_id))
+    assert rows == 0
+    report = build_report(company.store, result.announcement_id)
+    assert (report.recipients, report.delivered, report.seen, report.acknowledged) == (6, 6, None, None)
+
+
+def _cli(company: Company, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HAUSPOST, *args, "-d", str(company.data_dir)], capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _state(company: Company) -> tuple[int, int]:
+    with company.store.session() as session:
+        count = session.scalar(select(func.count()).select_from(AnnouncementRow)) or 0
+    with company.server.admin() as c:
+        rooms = c.get("/_synapse/admin/v1/rooms", params={"limit": 1000}).json()["total_rooms"]
+    return count, rooms
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--to", "department:Marketing", "--body", "hi"],
+     "Error: unknown target department:Marketing: no active employee has this department "
+     "(known: IT, Ops, Sales)"),
+    (["--to", "person:nobody", "--body", "hi"],
+     "Error: unknown target person:nobody: no active employee with an account has this "
+     "employee id, Matrix ID or login"),
+    (["--to", "all", "--body", "hi", "--ack-by", "2020-01-01T00:00+00:00"],
+     "Error: the deadline 2020-01-01T00:00:00+00:00 is in the past"),
+    (["--to", "all", "--body", "  \n "], "Error: the announcement body is empty"),
+    (["--to", "all", "--body", "see file", "--attach", "BIG"],
+     "Error: attachment big.pdf: 52428801 bytes is over the server's upload limit of "
+     "52428800 bytes"),
+    (["--to", "all", "--body", "see file", "--attach", "EXE"],
+     "Error: attachment tool.exe: files of type "
+     f"{mimetypes.guess_type('tool.exe')[0]} are not allowed by the media policy"),
+])
+def test_bad_input_is_refused_before_anything_is_sent(company: Company, tmp_path: Path,
+                                                       args: list[str], message: str) -> None:
+    big = tmp_path / "big.pdf"
+    with big.open("wb") as fh:
+        fh.truncate(50 * 1024 * 1024 + 1)  # sparse: nothing written to disk
+    exe = tmp_path / "tool.exe"
+    exe.write_bytes(b"MZ" + b"\0" * 100)
+    args = [str(big) if a == "BIG" else str(exe) if a == "EXE" else a for a in args]
+    before = _state(company)
+    proc = _cli(company, "announce", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+    assert proc.stdout == ""
+    assert _state(company) == before
+
+
+async def test_bot_keeps_its_device_and_decrypts_replies_after_a_restart(company: Company) -> None:
+    i = 12
+    person = company.user_ids[i]
+    client = company.clients[i]
+    now = datetime.now(UTC)
+    result = await _send(company, [Target("person", f"E{i:02d}")], "Bitte lesen: Datenschutz",
+                         deadline=now + timedelta(hours=2), now=now)
+    device_before = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
+    bot = device_before["user_id"]
+    tick = await run_tick(company.settings, now + timedelta(minutes=1))
+    assert [(a, u) for a, u, _ in tick.reminders] == [(result.announcement_id, person)]
+    # The employee answers the reminder with an encrypted reply "ok" while no bot runs.
+    await client.sync(timeout=300)
+    dm = next(r for r, room in client.rooms.items()
+              if bot in room.users and room.member_count == 2)
+    reminder = next(b for b in await _bot_dm_messages(client, bot) if "Datenschutz" in b)
+    assert "Reminder" in reminder
+    await send_content(client, dm, "m.room.message", {"msgtype": "m.text", "body": "OK!"})
+    # A new process with a new AsyncClient on the same store.
+    proc = _cli(company, "tick", "--json")
+    assert proc.returncode == 0, proc.stderr
+    device_after = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
+    assert device_after["device_id"] == device_before["device_id"]
+    with company.server.admin() as c:
+        devices = c.get(f"/_synapse/admin/v2/users/{quote(bot)}/devices").json()["devices"]
+    assert [d["device_id"] for d in devices] == [device_before["device_id"]]
+    with company.store.session() as session:
+        row = session.scalars(select(RecipientRow).where(
+            RecipientRow.announcement_id == result.announcement_id,
+            RecipientRow.user_id == person)).one()
+        assert (row.ack_via, row.acked_at is not None) == ("reply", True)
+    # The reply acknowledged the newest reminder's announcement only, no older one.
+    with company.store.session() as session:
+        others = session.scalars(select(RecipientRow).where(
+            RecipientRow.announcement_id != result.announcement_id,
+            RecipientRow.user_id == person)).all()
+        assert all(r.acked_at is None for r in others)
