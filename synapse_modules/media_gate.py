@@ -12,19 +12,20 @@ homeserver.yaml::
           sweep_interval_minutes: 60
           sweep_worker: null  # the main process; name a worker that has the media store
 
-The rules are in synapse_modules/media_policy.py, the single wrapped Synapse internal
-in synapse_modules/media_internals.py, admin documentation in docs/media-control.md.
+One module for one policy, "files stay inside", in small parts: the rules in
+media_policy.py, the wrapped Synapse internal in media_internals.py, database state in
+media_store.py, uploads in media_uploads.py, the withdraw endpoint in
+media_withdraw.py. Admin documentation: docs/media-control.md.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from io import BytesIO
 from typing import Any
 
-from synapse.module_api import NOT_SPAM, ModuleApi, Requester, SynapseRequest
-from synapse.module_api.errors import Codes, ConfigError, SynapseError
+from synapse.module_api import ModuleApi, Requester, SynapseRequest
+from synapse.module_api.errors import ConfigError
 
 from synapse_modules.media_internals import (
     MediaRepositoryLike,
@@ -33,27 +34,14 @@ from synapse_modules.media_internals import (
     media_repository_of,
     rooms_for_user_of,
 )
-from synapse_modules.media_policy import (
-    MediaGateConfig,
-    detect_media_type,
-    may_fetch,
-    media_type_refusal,
-    parse_media_gate_config,
-    upload_size_allowed,
-)
+from synapse_modules.media_policy import MediaGateConfig, may_fetch, parse_media_gate_config
 from synapse_modules.media_store import MediaStore
+from synapse_modules.media_uploads import UploadPolicy
 from synapse_modules.media_withdraw import WITHDRAW_PATH, WithdrawResource
 
 logger = logging.getLogger(__name__)
 
-# Enough to recognise every signature in media_policy.detect_media_type.
-_SNIFF_BYTES = 4096
-
 _DAY_MS = 24 * 60 * 60 * 1000
-
-
-class _StopReadingError(Exception):
-    """Stops reading an upload once its first bytes are in."""
 
 
 def local_user_of(requester: object, is_mine: Callable[[str], bool]) -> str | None:
@@ -77,11 +65,7 @@ class MediaGate:
         self._repo: MediaRepositoryLike | None = media_repository_of(api)
         if self._repo is not None:
             install_download_gate(self._repo, self._may_download)
-        api.register_spam_checker_callbacks(check_media_file_for_spam=self._check_upload)
-        api.register_media_repository_callbacks(
-            get_media_config_for_user=self._media_config_for_user,
-            is_user_allowed_to_upload_media_of_size=self._upload_size_allowed,
-        )
+        UploadPolicy(config).register(api)
         api.register_web_resource(WITHDRAW_PATH,
                                   WithdrawResource(api, self._store, self._delete_now))
         if config.sweep_worker == api.worker_name:
@@ -111,43 +95,6 @@ class MediaGate:
             logger.info("Refused media %s to %s", media_id, user_id)
         return allowed
 
-    # --- uploads --------------------------------------------------------------------
-
-    async def _media_config_for_user(self, user_id: str) -> dict[str, Any]:
-        # Clients read m.upload.size and refuse too large files before uploading.
-        return {"m.upload.size": self._config.max_upload_bytes}
-
-    async def _upload_size_allowed(self, user_id: str, size: int) -> bool:
-        allowed = upload_size_allowed(self._config, size)
-        if not allowed:
-            logger.info("Refused upload of %d bytes by %s (limit %d)", size, user_id,
-                        self._config.max_upload_bytes)
-        return allowed
-
-    async def _check_upload(self, file_wrapper: Any, file_info: Any) -> Any:
-        # Thumbnails are made by Synapse itself; remote media is never fetched.
-        if getattr(file_info, "thumbnail", None) is not None or file_info.server_name:
-            return NOT_SPAM
-        buffer = BytesIO()
-
-        def collect(chunk: bytes) -> None:
-            buffer.write(chunk)
-            if buffer.tell() >= _SNIFF_BYTES:
-                raise _StopReadingError
-
-        try:
-            await file_wrapper.write_chunks_to(collect)
-        except _StopReadingError:
-            pass
-        detected = detect_media_type(buffer.getvalue()[:_SNIFF_BYTES])
-        refusal = media_type_refusal(self._config, detected)
-        if refusal is None:
-            return NOT_SPAM
-        logger.info("Refused upload %s: detected type %s", file_info.file_id, detected)
-        # Raised rather than returned: Synapse turns a returned code into a bare
-        # "Bad content"; the raised error reaches the client with our message.
-        raise SynapseError(403, refusal, Codes.FORBIDDEN)
-
     # --- withdrawal and leavers -----------------------------------------------------
 
     async def _delete_now(self, media_id: str) -> bool:
@@ -157,7 +104,8 @@ class MediaGate:
         return media_id in await delete_local_media(self._repo, [media_id])
 
     async def _sweep(self) -> None:
-        assert self._repo is not None  # noqa: S101 - checked in __init__
+        if self._repo is None:  # not scheduled then (see __init__); kept for the type
+            return
         now = self._api.get_current_time_msec()
         due = await self._store.media_due_for_deletion(
             now, self._config.leaver_grace_period_days * _DAY_MS)
