@@ -190,7 +190,11 @@ def init_data_dir(req: InitRequest) -> InitResult:
         behind_proxy=req.behind_proxy,
         modules=default_modules(req.server_name, service_user_id, req.ldap),
     )
-    settings_text = yaml.safe_dump(settings_document(req, opts.baseurl), sort_keys=False)
+    # With workers the public URL is the proxy, which hides the admin API: the
+    # provisioner talks to the main process directly.
+    provisioner_url = (opts.baseurl if layout is None
+                       else f"http://{layout.main.host}:{layout.main.http_port}")
+    settings_text = yaml.safe_dump(settings_document(req, provisioner_url), sort_keys=False)
     # Validate what we are about to write with the same parser every command uses.
     parse_settings(yaml.safe_load(settings_text), data_dir / SETTINGS_FILE)
 

@@ -100,19 +100,11 @@ GENERIC_WORKER_PATTERNS = (
 # round-robin. Hashing on the token's localpart is the documented nginx example.
 STICKY_PATTERNS = GENERIC_WORKER_PATTERNS[:4]
 
-# Synapse docs/workers.md, `synapse.app.media_repository`.
+# Synapse docs/workers.md, `synapse.app.media_repository` (its admin API stays internal).
 # Plus the media gate's withdrawal: every process answers it (the decision is in the
 # database), but on the media worker it also deletes the bytes at once.
 MEDIA_PREFIXES = ("/_matrix/media/", "/_matrix/client/v1/media/", "/_synapse/media/",
                   "/_synapse/client/hauspost/media/")
-MEDIA_ADMIN_PATTERNS = (
-    r"^/_synapse/admin/v1/purge_media_cache$",
-    r"^/_synapse/admin/v1/room/.*/media.*$",
-    r"^/_synapse/admin/v1/user/.*/media.*$",
-    r"^/_synapse/admin/v1/media/.*$",
-    r"^/_synapse/admin/v1/quarantine_media/.*$",
-    r"^/_synapse/admin/v1/users/.*/media$",
-)
 
 
 @dataclass(frozen=True)
@@ -394,15 +386,19 @@ def render_nginx_locations(layout: WorkerLayout) -> str:
     for prefix in MEDIA_PREFIXES:
         # ^~: no regex location below may take a media path away from the media worker.
         parts.append(f"location ^~ {prefix} {{\n    proxy_pass http://hauspost_media;\n}}\n")
-    parts.extend(_location(p, "hauspost_media") for p in MEDIA_ADMIN_PATTERNS)
     parts.append("# Sync: sticky per user.")
     parts.extend(_location(p, "hauspost_sync") for p in STICKY_PATTERNS)
     parts.append("# Other client endpoints any generic worker answers.")
     parts.extend(_location(p, "hauspost_client")
                  for p in GENERIC_WORKER_PATTERNS[len(STICKY_PATTERNS):])
-    parts.append("# Everything else (admin API, account data, ...) to the main process.")
-    parts.append("location /_matrix/ {\n    proxy_pass http://hauspost_main;\n}\n")
-    parts.append("location /_synapse/ {\n    proxy_pass http://hauspost_main;\n}\n")
+    parts.append("# The admin API is not public: the Hauspost service calls the main process\n"
+                 "# (and, for media, the media worker) on the internal network.")
+    parts.append("location ^~ /_synapse/admin/ {\n    return 404;\n}\n")
+    parts.append("# Other client endpoints (account data, to-device, ...) to the main process.")
+    parts.append("location /_matrix/client/ {\n    proxy_pass http://hauspost_main;\n}\n")
+    parts.append("location /_synapse/client/ {\n    proxy_pass http://hauspost_main;\n}\n")
+    parts.append("# Federation, the key server, metrics: never reachable from outside.")
+    parts.append("location / {\n    return 404;\n}\n")
     return "\n".join(parts)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg2
 import yaml
 
@@ -59,6 +60,12 @@ class WorkersServer(SynapseServer):
     @property
     def url(self) -> str:
         return self.entry_url
+
+    def admin(self) -> httpx.Client:
+        """The admin API is not behind the public proxy: straight to the main process."""
+        assert self.group is not None  # noqa: S101 - started
+        return httpx.Client(base_url=self.group.main.url, timeout=30,
+                            headers={"Authorization": f"Bearer {self.admin_token}"})
 
     def via(self, name: str) -> WorkersServer:
         """The same server, but every request goes straight to process `name`."""

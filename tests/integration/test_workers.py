@@ -96,6 +96,17 @@ def test_media_is_served_by_the_media_worker_only(workers: WorkersServer) -> Non
     assert (status, body["errcode"]) == (404, "M_UNRECOGNIZED")
 
 
+def test_admin_api_and_federation_are_not_behind_the_public_proxy(
+        workers: WorkersServer) -> None:
+    with workers.client(workers.admin_token) as c:
+        for path in ("/_synapse/admin/v2/users/" + quote(workers.admin_user_id),
+                     "/_matrix/federation/v1/version", "/_matrix/key/v2/server"):
+            assert c.get(path).status_code == 404, path
+    with workers.admin() as c:  # the main process, on the internal network
+        assert c.get("/_synapse/admin/v2/users/" + quote(workers.admin_user_id)
+                     ).status_code == 200
+
+
 # --- the single-process checks, run against the layout ------------------------------------
 
 MEMBERSHIP_CHECKS = (

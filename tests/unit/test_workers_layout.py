@@ -143,8 +143,10 @@ def test_synapse_parses_each_process_config(tmp_path: Path, process: str,
 
 def route(locations: str, path: str) -> str:
     """Which upstream nginx picks for `path` (prefix, `^~` prefix and regex locations)."""
-    blocks: list[tuple[str, str, str]] = re.findall(
-        r"location (\^~ |~ )?(\S+) \{\n    proxy_pass http://(\w+);", locations)
+    blocks: list[tuple[str, str, str]] = [
+        (kind, pattern, upstream or "404") for kind, pattern, upstream in re.findall(
+            r"location (\^~ |~ )?(\S+) \{\n    (?:proxy_pass http://(\w+)|return 404);",
+            locations)]
     best_prefix: tuple[int, str, bool] | None = None
     for kind, pattern, upstream in blocks:
         if kind != "~ " and path.startswith(pattern) and (
@@ -167,9 +169,13 @@ def route(locations: str, path: str) -> str:
     ("/_matrix/client/v1/media/thumbnail/corp.test/abc", "hauspost_media"),
     ("/_matrix/media/v3/upload", "hauspost_media"),
     ("/_synapse/client/hauspost/media/withdraw", "hauspost_media"),
-    ("/_synapse/admin/v1/media/corp.test/abc", "hauspost_media"),
-    ("/_synapse/admin/v1/deactivate/@a:corp.test", "hauspost_main"),
-    ("/_synapse/admin/v2/users/@a:corp.test", "hauspost_main"),
+    ("/_synapse/admin/v1/media/corp.test/abc", "404"),
+    ("/_synapse/admin/v1/deactivate/@a:corp.test", "404"),
+    ("/_synapse/admin/v2/users/@a:corp.test", "404"),
+    ("/_synapse/admin/v1/rooms/!r", "404"),
+    ("/_matrix/federation/v1/send/1", "404"),
+    ("/_matrix/key/v2/server", "404"),
+    ("/metrics", "404"),
     ("/_matrix/client/v3/user/@a:corp.test/account_data/m.direct", "hauspost_main"),
     ("/_matrix/client/v3/sendToDevice/m.room_key/1", "hauspost_main"),
 ])
