@@ -1,59 +1,64 @@
-"""The demo company: employees from config/demo/employees.csv become accounts with a demo password.
+"""The demo company: `config/demo/employees.csv` and `policies/` through the real sync.
 
-Only for `hauspost demo`. Real deployments use `hauspost sync` (LDAP / HR) instead.
+`hauspost demo` configures the HR-export source, the example room policy and a published
+demo password, then runs the same `sync` an IT admin would. Only for trying Hauspost out.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-from datetime import date
 from pathlib import Path
+from typing import Any
 
-from provisioner.employee import Employee, Status
+from provisioner.data_dir import _write_private
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings
-from provisioner.synapse_admin import SynapseAdmin
+from provisioner.sync_run import run_sync
 
 logger = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "hauspost-demo"  # noqa: S105 - published demo password, documented in README
-DEMO_CSV = Path(__file__).resolve().parent.parent / "config" / "demo" / "employees.csv"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CSV = REPO_ROOT / "config" / "demo" / "employees.csv"
+DEMO_POLICIES = REPO_ROOT / "policies"
+DEMO_PASSWORD_FILE = "keys/demo_password"  # noqa: S105 - a path, not a secret
 
 
-def read_demo_employees(path: Path = DEMO_CSV) -> list[Employee]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter=";"))
-    return [
-        Employee(
-            employee_id=row["employee_id"], localpart=row["login"],
-            display_name=row["display_name"], email=row["email"] or None,
-            department=row["department"] or None, location=row["location"] or None,
-            manager_id=row["manager_id"] or None,
-            status=Status.ACTIVE if row["status"] == "active" else Status.INACTIVE,
-            leave_date=date.fromisoformat(row["leave_date"]) if row["leave_date"] else None,
-        )
-        for row in rows
-    ]
+def demo_settings() -> dict[str, Any]:
+    """The hauspost.yaml sections that make the demo company (merged into `init`'s file)."""
+    columns = {role: role for role in ("employee_id", "display_name", "email", "department",
+                                       "location", "manager_id", "groups", "status",
+                                       "leave_date")}
+    columns["localpart"] = "login"
+    return {
+        "directory": {
+            "sources": ["hr_csv"],
+            "time_zone": "Europe/Berlin",
+            "hr_csv": {"path": str(DEMO_CSV), "columns": columns},
+        },
+        "sync": {"initial_password_file": DEMO_PASSWORD_FILE},
+        "policies": str(DEMO_POLICIES),
+    }
+
+
+def write_demo_password(data_dir: Path) -> None:
+    path = data_dir / DEMO_PASSWORD_FILE
+    if not path.exists():
+        _write_private(path, DEMO_PASSWORD + "\n")
 
 
 async def seed_demo_accounts(settings: Settings) -> list[str]:
-    """Create the demo accounts (idempotent); returns lines to show the user."""
+    """Run the real sync for the demo company (idempotent); returns lines to show the user."""
     token = await ensure_service_token(settings)
-    employees = read_demo_employees()
-    active = [e for e in employees if e.status is Status.ACTIVE]
-    async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        for emp in employees:
-            user_id = f"@{emp.localpart}:{settings.server_name}"
-            current = await admin.get_account(user_id)
-            if emp.status is Status.ACTIVE and current is None:
-                await admin.upsert_account(user_id, display_name=emp.display_name,
-                                           password=DEMO_PASSWORD, email=emp.email)
-            elif emp.status is Status.INACTIVE and current is not None and not current.deactivated:
-                await admin.deactivate(user_id)
-    leavers = [e for e in employees if e.status is Status.INACTIVE]
+    outcome = await run_sync(settings, token, actor="hauspost demo", progress=False)
+    if outcome.status == "failed":
+        logger.warning("demo sync had failures: %s", outcome.to_json().get("failures"))
+    directory_rows = [ln for ln in DEMO_CSV.read_text(encoding="utf-8").splitlines()[1:] if ln]
+    leavers = [row.split(";")[1] for row in directory_rows if ";left;" in row]
+    actives = [row.split(";")[1] for row in directory_rows if ";active;" in row]
+    rooms = f", {len(outcome.rooms.plan.actions)} room changes" if outcome.rooms else ""
     return [
-        f"{len(active)} demo employees; log in as e.g. {active[0].localpart} "
-        f"or {active[1].localpart} with the password {DEMO_PASSWORD!r}.",
-        f"Leaver (no access): {', '.join(e.localpart for e in leavers)}.",
+        f"{len(actives)} demo employees (sync: {outcome.writes} writes{rooms}); log in as "
+        f"e.g. {actives[0]} or {actives[1]} with the password {DEMO_PASSWORD!r}.",
+        f"Leaver (no access): {', '.join(leavers)}.",
     ]

@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -54,6 +55,7 @@ async def ensure_service_token(settings: Settings) -> str:
     keys = settings.service_token_file.parent
     token = _read(settings.service_token_file)
     if token and await _token_works(settings.homeserver_url, token):
+        await exempt_from_rate_limits(settings.homeserver_url, token, settings.service_user_id)
         return token
     password_file = keys / "service_account_password"
     password = _read(password_file)
@@ -76,4 +78,17 @@ async def ensure_service_token(settings: Settings) -> str:
                                           password)
     _write_private(settings.service_token_file, token + "\n")
     os.chmod(settings.service_token_file, 0o600)
+    await exempt_from_rate_limits(settings.homeserver_url, token, settings.service_user_id)
     return token
+
+
+async def exempt_from_rate_limits(base_url: str, token: str, user_id: str) -> None:
+    """The provisioner creates rooms and force-joins hundreds of people in one run; Synapse's
+    per-user limits (rc_room_creation, rc_message, rc_joins) are meant for humans."""
+    async with SynapseAdmin(base_url, token) as admin:
+        path = f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit"
+        current = (await admin.request("GET", path)).json()
+        if current.get("messages_per_second") == 0 and current.get("burst_count") == 0:
+            return
+        await admin.request("POST", path, json={"messages_per_second": 0, "burst_count": 0})
+        logger.info("service account %s exempted from per-user rate limits", user_id)
