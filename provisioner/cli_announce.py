@@ -26,6 +26,7 @@ from provisioner.announcements.compose import (
 )
 from provisioner.announcements.config import load_announcement_config
 from provisioner.announcements.media_limits import load_media_limits
+from provisioner.announcements.org_rooms import org_rooms
 from provisioner.announcements.report import build_report, render_csv, render_html, render_text
 from provisioner.announcements.send import AnnounceResult, announce
 from provisioner.announcements.targets import (
@@ -90,8 +91,8 @@ def _body(body: str | None, body_file: Path | None) -> str:
 @click.option("--ack-by", default=None, metavar="DATETIME",
               help="Require acknowledgement by this ISO date-time (e.g. 2026-12-01T12:00+01:00).")
 @click.option("--room", default=None, metavar="ROOM_ID",
-              help="Post into this room (the bot must be able to post there) instead of a new "
-                   "read-only room.")
+              help="Post into this room (the bot must be able to post there) instead of the "
+                   "org policy's read-only room or a new one.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
                      body_file: Path | None, attach: Path | None, ack_by: str | None,
@@ -113,11 +114,12 @@ def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
         attachment = read_attachment(attach, load_media_limits(settings.homeserver_config))
     request = validate_request(_body(body, body_file), _parse_when(ack_by, "--ack-by"), now,
                                attachment)
-    rooms: RoomSource = ExplicitRoom(check_room_id(room)) if room else NewRoomPerAnnouncement()
     store = open_store(settings.store_url)
     try:
         people = load_people(settings, store)
         resolve(parsed_targets, people)  # unknown targets fail here, before any login
+        rooms: RoomSource = (ExplicitRoom(check_room_id(room)) if room
+                             else org_rooms(settings, store) or NewRoomPerAnnouncement())
 
         async def go() -> AnnounceResult:
             token = await ensure_service_token(settings)

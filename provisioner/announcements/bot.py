@@ -192,12 +192,6 @@ class Bot:
             raise BotError(f"the bot could not create room {name!r}: {resp}")
         return str(resp.room_id)
 
-    async def joined_members(self, room_id: str) -> set[str]:
-        resp = await self.client.joined_members(room_id)
-        if not isinstance(resp, JoinedMembersResponse):
-            raise BotError(f"cannot list the members of {room_id}: {resp}")
-        return {m.user_id for m in resp.members}
-
     async def force_join(self, room_id: str, user_ids: Iterable[str], *,
                          concurrency: int = 8) -> list[str]:
         """Make `user_ids` members through the admin API (no invitation to accept).
@@ -205,12 +199,14 @@ class Bot:
         The provisioner's service account must be in the room for invite-only rooms; the
         bot invites it first. Returns the users that could not be joined (logged).
         """
-        members = await self.joined_members(room_id)
         service = self.settings.service_user_id
-        missing = [u for u in user_ids if u not in members]
-        if not missing:
-            return []
         async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
+            listed = await admin.request("GET",
+                                         f"/_synapse/admin/v1/rooms/{quote(room_id)}/members")
+            members = set(listed.json().get("members", []))
+            missing = [u for u in user_ids if u not in members]
+            if not missing:
+                return []
             if service not in members:
                 await self.client.room_invite(room_id, service)
                 await admin.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}",
@@ -231,11 +227,13 @@ class Bot:
         return failed
 
     async def can_post(self, room_id: str) -> bool:
-        resp = await self.client.room_get_state(room_id)
-        events = getattr(resp, "events", None)
-        if not isinstance(events, list):
-            raise BotError(f"cannot read the state of {room_id}: {resp}")
-        return may_post(self.user_id, events)
+        """Judged from the state as the admin API shows it: works before the bot joined."""
+        async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
+            resp = await admin.request("GET", f"/_synapse/admin/v1/rooms/{quote(room_id)}/state",
+                                       ok=(200, 404))
+        if resp.status_code == 404:
+            raise BotError(f"room {room_id} does not exist on this server")
+        return may_post(self.user_id, list(resp.json().get("state", [])))
 
     # --- sending -------------------------------------------------------------------
 

@@ -85,20 +85,20 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
                 actor: str, now: datetime, started: float) -> AnnounceResult:
     wanted = {p.user_id for p in recipients}
     room_ids = rooms.rooms_for(targets)
-    if room_ids is None:
+    if room_ids is None:  # no org room for these targets: one of its own
         # Room names are plaintext on the server: never put the (encrypted) title there.
         name = f"📢 Announcement {now:%Y-%m-%d %H:%M} UTC"
         room_ids = [await bot.create_room(name=name, read_only=True,
                                           extra_power={settings.service_user_id: 100})]
     not_joined: set[str] = set()
     for room_id in room_ids:
+        if not await bot.can_post(room_id):
+            raise BotError(f"the bot {bot.user_id} may not post in {room_id}: give it a power "
+                           "level that may send messages there (docs/announcements.md)")
+    for room_id in room_ids:
         # The bot itself first: org rooms belong to the service account.
         if await bot.force_join(room_id, [bot.user_id]):
             raise BotError(f"the bot {bot.user_id} could not join {room_id}")
-        await bot.sync()
-        if not await bot.can_post(room_id):
-            raise BotError(f"the bot {bot.user_id} may not post in {room_id}: give it a power "
-                           "level that may send messages there")
         not_joined |= set(await bot.force_join(room_id, sorted(wanted)))
     await bot.sync()
 
