@@ -219,6 +219,24 @@ class _RoomApplier:
             raise TypeError(f"unknown room action {action!r}")
 
 
+def interleave_rooms(actions: list[RoomAction]) -> list[RoomAction]:
+    """Round-robin over rooms, keeping each room's order.
+
+    Synapse persists one room's events one after another, so joins started together into
+    the same room wait for each other: the first 2,000 joins of a plan all go to the
+    announcements room. Taking one action per room in turn keeps the concurrent requests
+    on different rooms.
+    """
+    queues: dict[str, list[RoomAction]] = defaultdict(list)
+    for action in actions:
+        queues[action.key].append(action)
+    out: list[RoomAction] = []
+    lists = list(queues.values())
+    for index in range(max((len(q) for q in lists), default=0)):
+        out.extend(q[index] for q in lists if index < len(q))
+    return out
+
+
 async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, run_id: int,
                           actor: str, server_name: str, room_ids: Mapping[str, str],
                           concurrency: int = 8, progress: bool = False,
@@ -227,7 +245,7 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
     """Apply every action of `plan`. A failed action is reported; the others go on (a
     room that could not be created fails the actions that need it)."""
     creates = [a for a in plan.actions if isinstance(a, CreateRoom)]
-    members = [a for a in plan.actions if isinstance(a, AddMember | RemoveMember)]
+    members = interleave_rooms([a for a in plan.actions if isinstance(a, AddMember | RemoveMember)])
     settings: dict[str, list[RoomAction]] = defaultdict(list)
     for action in plan.actions:
         if not isinstance(action, CreateRoom | AddMember | RemoveMember):

@@ -167,6 +167,9 @@ def context_for(settings: Settings, directory: DirectoryRead,
     from provisioner.sync_run import policy_for
 
     held = {accounts[e][0] for e in directory.skipped_employee_ids if e in accounts}
+    # Deactivation parts every room in the background (Synapse): removing them as well
+    # would race it (and fail with "not in the room").
+    held |= {user_id for user_id, active in accounts.values() if not active}
     held |= {user_id_for(lp, settings.server_name) for lp in directory.skipped_localparts}
     anonymous = [p for p in directory.problems if not p.employee_id and not p.localpart]
     return RoomPlanContext(server_name=settings.server_name,

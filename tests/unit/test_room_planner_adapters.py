@@ -1,0 +1,84 @@
+"""The pure helpers around the room planner: reading room state, the createRoom body,
+membership ordering, and the accounts a dry run counts as members."""
+
+from __future__ import annotations
+
+from provisioner.planner import CreateAccount, Deactivate, DeactivationReason, Plan
+from provisioner.room_apply import create_body, interleave_rooms, state_content
+from provisioner.room_planner import (
+    AddMember,
+    CreateSpace,
+    Membership,
+    RemoveMember,
+    SetAvatar,
+    SetName,
+    SetTopic,
+    power_levels,
+)
+from provisioner.room_sync import accounts_after, members_count, state_from_events
+
+SVC = "@hauspost:x.test"
+
+
+def test_state_from_events() -> None:
+    state = state_from_events([
+        {"type": "m.room.name", "state_key": "", "content": {"name": "A"}, "sender": SVC},
+        {"type": "m.room.topic", "state_key": "", "content": {"topic": "T", "m.topic": []}},
+        {"type": "m.room.power_levels", "state_key": "", "content": {"users": {}}},
+        {"type": "de.hauspost.managed", "state_key": "", "content": {"policy_key": "a"}},
+        {"type": "m.room.member", "state_key": "@a:x.test", "sender": "@a:x.test",
+         "content": {"membership": "leave"}},
+        {"type": "m.room.member", "state_key": SVC, "sender": SVC,
+         "content": {"membership": "join"}},
+        {"type": "m.space.child", "state_key": "!child", "content": {"via": ["x.test"]}},
+        {"type": "m.space.child", "state_key": "!removed", "content": {}},
+        {"type": "m.room.name", "state_key": "odd", "content": {"name": "ignored"}},
+    ])
+    assert (state.name, state.topic, state.avatar) == ("A", "T", None)
+    assert state.power_levels == {"users": {}}
+    assert state.marker == {"policy_key": "a"}
+    assert state.members == {"@a:x.test": Membership("leave", "@a:x.test"),
+                             SVC: Membership("join", SVC)}
+    assert state.children == {"!child"}
+    assert members_count(state, SVC) == 0
+
+
+def test_create_body_is_encrypted_invite_only_v12_and_marked() -> None:
+    action = CreateSpace("company", "Muster GmbH", None, "mxc://x.test/a", None,
+                         power_levels(), "shared", {"policy_key": "company",
+                                                    "mandatory": False}, "archive")
+    body = create_body(action, parent_room_id="!parent", server_name="x.test")
+    assert body["room_version"] == "12"
+    assert body["creation_content"] == {"type": "m.space"}
+    assert body["power_level_content_override"] == power_levels()
+    assert "topic" not in body
+    state = {(s["type"], s["state_key"]): s["content"] for s in body["initial_state"]}
+    assert state == {
+        ("m.room.encryption", ""): {"algorithm": "m.megolm.v1.aes-sha2"},
+        ("m.room.join_rules", ""): {"join_rule": "invite"},
+        ("m.room.guest_access", ""): {"guest_access": "forbidden"},
+        ("m.room.history_visibility", ""): {"history_visibility": "shared"},
+        ("de.hauspost.managed", ""): {"policy_key": "company", "mandatory": False},
+        ("m.room.avatar", ""): {"url": "mxc://x.test/a"},
+        ("m.space.parent", "!parent"): {"via": ["x.test"], "canonical": True}}
+
+
+def test_state_content_clears_with_empty_content() -> None:
+    assert state_content(SetName("a", "x", "y")) == {"name": "y"}
+    assert state_content(SetTopic("a", "x", None)) == {}
+    assert state_content(SetAvatar("a", "mxc://x/y", None)) == {}
+
+
+def test_interleave_keeps_per_room_order_and_alternates_rooms() -> None:
+    a1, a2, a3 = (AddMember("a", f"@{i}:x", "r") for i in "123")
+    b1 = RemoveMember("b", "@1:x", "r")
+    c1 = AddMember("c", "@1:x", "r")
+    assert interleave_rooms([a1, a2, a3, b1, c1]) == [a1, b1, c1, a2, a3]
+    assert interleave_rooms([]) == []
+
+
+def test_dry_run_counts_planned_accounts() -> None:
+    plan = Plan(actions=(CreateAccount("E2", "@new:x", "New"),
+                         Deactivate("E1", "@old:x", DeactivationReason.REMOVED)))
+    assert accounts_after(plan, {"E1": ("@old:x", True), "E3": ("@c:x", True)}) == {
+        "E1": ("@old:x", False), "E2": ("@new:x", True), "E3": ("@c:x", True)}
