@@ -537,6 +537,15 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
                       else "not an active employee")
             removes.append(RemoveMember(want.key, user_id, reason))
 
+    # A room moved to another space in the policy leaves its old space.
+    parent_of = {d.key: d.parent for d in desired}
+    key_of_room = {r.room_id: k for k, r in managed.items() if r.status != "released"}
+    for space_key in sorted(desired_keys & set(states)):
+        for child_id in sorted(states[space_key].children):
+            child = key_of_room.get(child_id)
+            if child in parent_of and parent_of[child] != space_key:
+                children.append(RemoveSpaceChild(space_key, child))
+
     for key, row in sorted(managed.items()):
         if key in desired_keys or row.status != "active":
             continue

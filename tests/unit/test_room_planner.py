@@ -329,3 +329,28 @@ def test_new_room_in_existing_space_is_listed_in_it() -> None:
         ("add_member", "department/HR", newcomer.user_id),
         ("add_member", "berlin", newcomer.user_id)]
     assert isinstance(plan.actions[1], AddSpaceChild)
+
+
+def test_room_moved_to_another_space_leaves_the_old_one() -> None:
+    text = """
+spaces:
+  - key: company
+    name: Muster GmbH
+  - key: departments
+    name: Abteilungen
+    parent: company
+rooms:
+  - key: berlin
+    name: Berlin
+    space: SPACE
+    members: {location: Berlin}
+"""
+    before = parse_texts({"p.yaml": text.replace("SPACE", "company")})
+    after = parse_texts({"p.yaml": text.replace("SPACE", "departments")})
+    managed, states = converged(before, [ANNA])
+    plan = plan_rooms(after, [ANNA], managed, states, CTX)
+    assert plan.actions == (AddSpaceChild("departments", "berlin"),
+                            RemoveSpaceChild("company", "berlin"),
+                            # Anna now sees the departments space: her room is in it.
+                            AddMember("departments", ANNA.user_id,
+                                      "matches members of the rooms inside"))
