@@ -22,9 +22,11 @@ from scim2_models import (
     ETag,
     External,
     Filter,
+    InvalidFilterException,
     Patch,
     Reference,
     Resource,
+    ResourceType,
     ScimProvider,
     ServiceProviderConfig,
     Sort,
@@ -67,12 +69,53 @@ def resource_models(provider: ScimProvider) -> dict[str, type[Resource[Any]]]:
             for rt in provider.resource_types}
 
 
+#: A filter Entra ID or Okta sends is one comparison; these bounds refuse filters built to
+#: make the parser and the matcher work hard, before either sees them.
+MAX_FILTER_LENGTH = 1024
+MAX_FILTER_DEPTH = 8
+
+
+def check_filter_complexity(text: str) -> None:
+    """Raise InvalidFilterException (400) for a filter too long or nested too deep."""
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidFilterException(
+            detail=f"filter longer than {MAX_FILTER_LENGTH} characters")
+    depth = deepest = 0
+    quoted = escaped = False
+    for char in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+            continue
+        if char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth -= 1
+    if deepest > MAX_FILTER_DEPTH:
+        raise InvalidFilterException(
+            detail=f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
+
+
+class HauspostScimService(ScimService):
+    def read_search(self, resource_types: list[ResourceType], payload: Any) -> Any:
+        if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
+            check_filter_complexity(payload["filter"])
+        return super().read_search(resource_types, payload)
+
+
 class ScimApplication(ASGIApplication):
     """Bearer token compared in constant time; the client's name is the audit actor."""
 
     def __init__(self, storage: HauspostScimStorage, provider: ScimProvider, *, token: str,
                  actor: str) -> None:
-        super().__init__(storage, provider, ScimService(provider))
+        super().__init__(storage, provider, HauspostScimService(provider))
         self._token = token.encode()
         self._actor = actor
 

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 SERVICE_ACTOR = "hauspost-service"
 HOOK_PATH = "/hooks/hr"
 STOP_GRACE_SECONDS = 10.0
+MAX_REQUEST_LINE = 32 * 1024
 
 
 def read_secret(path: Path, *, settings: Settings, key: str) -> str:
@@ -197,7 +198,10 @@ class Service:
     async def run(self) -> None:
         service = self.settings.service
         app = self.build_app()
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # Long request lines reach the SCIM filter check and get a SCIM error body back,
+        # instead of aiohttp's plain-text 400 at its 8 KiB default.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               max_line_size=MAX_REQUEST_LINE)
         await runner.setup()
         site = web.TCPSite(runner, service.host, service.port, reuse_address=True)
         try:

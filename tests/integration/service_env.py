@@ -78,11 +78,11 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.config.port}"
 
-    def scim(self, token: str | None = "default") -> httpx.Client:
+    def scim(self, token: str | None = "default", *, scheme: str = "Bearer") -> httpx.Client:
         token = self.config.token if token == "default" else token
         headers = {"Content-Type": "application/scim+json"}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"{scheme} {token}"
         return httpx.Client(base_url=self.url + "/scim/v2", headers=headers, timeout=30)
 
     def log(self) -> str:
