@@ -9,7 +9,8 @@ No I/O. Rules (docs/org-rooms.md explains each):
   as declared: a change made outside the policy is reverted (old and new value audited).
 - Members: exactly the active employees the rule matches. Everyone is joined by the
   service account (no invite to accept). In a non-mandatory room somebody who left on
-  their own is not added again; in a mandatory room they are.
+  their own is not added again (a leave by their deactivation before a rehire does not
+  count); in a mandatory room they are.
 - Members who no longer match are removed with a reason. Protected accounts and the
   accounts of skipped (bad) directory entries are neither added nor removed; after an
   incomplete read nobody is removed and no room is archived.
@@ -62,6 +63,8 @@ class ManagedRoom:
 class Membership:
     membership: str  # join | invite | leave | ban | knock
     sender: str
+    #: origin_server_ts of the membership event (ms).
+    at: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,9 @@ class RoomPlanContext:
     held: frozenset[str] = frozenset()
     #: False after an incomplete or partly bad directory read: nobody removed, nothing archived.
     removals_allowed: bool = True
+    #: user ID -> when (ms) the account was last reactivated (rehire). Synapse's
+    #: deactivation parts rooms *as the user*; a leave before the rehire is not a choice.
+    rehired_at: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- desired state -----------------------------------------------------------------------
@@ -520,7 +526,8 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
             if current is not None and current.membership == "ban":
                 continue
             opted_out = (current is not None and current.membership == "leave"
-                         and current.sender == user_id)
+                         and current.sender == user_id
+                         and current.at > context.rehired_at.get(user_id, -1))
             if opted_out and not want.mandatory:
                 continue
             reason = f"matches {want.rule}" + (" (mandatory)" if want.mandatory else "")

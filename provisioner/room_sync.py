@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from provisioner.employee import DirectoryRead
 from provisioner.planner import (
@@ -41,7 +41,7 @@ from provisioner.room_planner import (
 )
 from provisioner.settings import Settings
 from provisioner.store import Store
-from provisioner.store.models import AccountRow
+from provisioner.store.models import AccountRow, AuditRow
 from provisioner.store.rooms_models import ManagedRoomRow
 from provisioner.synapse_admin import SynapseAdmin
 
@@ -88,7 +88,8 @@ def state_from_events(events: Iterable[Mapping[str, Any]]) -> RoomState:
         if key is None or not isinstance(content, Mapping):
             continue
         if kind == "m.room.member":
-            members[key] = Membership(str(content.get("membership")), str(ev.get("sender")))
+            members[key] = Membership(str(content.get("membership")), str(ev.get("sender")),
+                                      int(ev.get("origin_server_ts") or 0))
         elif kind == "m.space.child" and content.get("via"):
             children.add(key)
         elif key != "":
@@ -162,8 +163,25 @@ def accounts_after(plan: Plan, accounts: Mapping[str, tuple[str, bool]]
     return out
 
 
+def rehire_times(store: Store, planned: Plan | None = None, now: datetime | None = None
+                 ) -> dict[str, int]:
+    """user ID -> ms of the latest reactivation (audit log), planned ones at `now`."""
+    with store.session() as session:
+        rows = session.execute(select(AuditRow.target, func.max(AuditRow.at))
+                               .where(AuditRow.action == "account.reactivate")
+                               .group_by(AuditRow.target)).all()
+    out = {r[0]: int(r[1].replace(tzinfo=r[1].tzinfo or UTC).timestamp() * 1000)
+           for r in rows}
+    if planned is not None and now is not None:
+        for action in planned.actions:
+            if isinstance(action, Reactivate):
+                out[action.user_id] = int(now.timestamp() * 1000)
+    return out
+
+
 def context_for(settings: Settings, directory: DirectoryRead,
-                accounts: Mapping[str, tuple[str, bool]]) -> RoomPlanContext:
+                accounts: Mapping[str, tuple[str, bool]],
+                rehired_at: Mapping[str, int] | None = None) -> RoomPlanContext:
     from provisioner.sync_run import policy_for
 
     held = {accounts[e][0] for e in directory.skipped_employee_ids if e in accounts}
@@ -175,18 +193,21 @@ def context_for(settings: Settings, directory: DirectoryRead,
     return RoomPlanContext(server_name=settings.server_name,
                            service_user_id=settings.service_user_id,
                            protected=policy_for(settings).protected, held=frozenset(held),
-                           removals_allowed=directory.complete and not anonymous)
+                           removals_allowed=directory.complete and not anonymous,
+                           rehired_at=dict(rehired_at or {}))
 
 
 async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
                             admin: SynapseAdmin, directory: DirectoryRead,
-                            accounts: Mapping[str, tuple[str, bool]], now: datetime
+                            accounts: Mapping[str, tuple[str, bool]], now: datetime,
+                            planned: Plan | None = None
                             ) -> tuple[RoomPlan, dict[str, ManagedRoom], dict[str, RoomState]]:
     managed = load_managed(store)
     states = await read_room_states(admin, managed, settings.sync.concurrency)
     members = members_from(directory, accounts, settings, now)
     plan = plan_rooms(policy, members, managed, states,
-                      context_for(settings, directory, accounts))
+                      context_for(settings, directory, accounts,
+                                  rehire_times(store, planned, now)))
     return plan, managed, states
 
 
@@ -201,7 +222,8 @@ async def plan_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdm
     if policy is None:
         return None
     accounts = accounts_after(account_plan, stored_accounts(store))
-    plan, _, _ = await plan_room_changes(settings, policy, store, admin, directory, accounts, now)
+    plan, _, _ = await plan_room_changes(settings, policy, store, admin, directory, accounts,
+                                         now, account_plan)
     return RoomOutcome(plan=plan)
 
 

@@ -27,13 +27,14 @@ from tests.harness.ldap_seed import (
     SeedPerson,
     add_groups,
     add_ou,
+    delete_person,
     group_dn,
     modify_person,
     unique_name,
 )
 from tests.harness.slapd_server import ADMIN_DN, ADMIN_PASSWORD, GROUPS_DN, SlapdServer
 from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer
-from tests.integration.accounts_env import AccountsEnv
+from tests.integration.accounts_env import AccountsEnv, wait_for_background_updates
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -373,6 +374,34 @@ def test_module_keeps_managed_rooms_managed(env: RoomsEnv) -> None:
     with env.as_user(env.token(ben)) as c:
         dm = resp.json()["room_id"]
         assert c.post(f"/_matrix/client/v3/join/{quote(dm)}", json={}).status_code == 200
+
+
+def test_rehire_is_back_in_all_rooms(env: RoomsEnv) -> None:
+    wait_for_background_updates(env.synapse)  # reactivation needs them on a fresh SQLite
+    people = staff(env)
+    env.seed(people)
+    env.sync()
+    leaver = people[0]
+    conn = env.slapd.connection()
+    try:
+        delete_person(conn, leaver.uid, env.ou)
+    finally:
+        conn.unbind()
+    gone = env.sync(force=True)  # 1 of 4 trips the share guard
+    assert gone.result.applied == {"deactivate": 1}
+    assert gone.rooms is not None and gone.rooms.plan.actions == ()  # Synapse parts them
+    user_id = env.mxid(leaver)
+    deadline = time.monotonic() + 30
+    while user_id in env.members("location/Berlin") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert user_id not in env.members("location/Berlin")
+    env.seed([leaver])
+    back = env.sync()
+    assert back.result.applied == {"reactivate": 1}
+    for key in ("company", "departments", "announcements", "department/Sales",
+                "location/Berlin"):
+        assert user_id in env.members(key), key
+    assert env.sync().writes == 0
 
 
 def test_offboarding_still_parts_mandatory_rooms(env: RoomsEnv) -> None:

@@ -354,3 +354,22 @@ rooms:
                             # Anna now sees the departments space: her room is in it.
                             AddMember("departments", ANNA.user_id,
                                       "matches members of the rooms inside"))
+
+
+def test_rehire_is_put_back_into_optional_rooms_left_by_deactivation() -> None:
+    managed, states = converged(POLICY, STAFF)
+    s = states["berlin"]
+    # Deactivation parted Anna (as Anna) at t=1000; she was rehired at t=2000.
+    states["berlin"] = RoomState(s.name, s.topic, s.avatar, s.history_visibility,
+                                 s.power_levels, s.marker,
+                                 {**s.members, ANNA.user_id: Membership("leave", ANNA.user_id,
+                                                                        1000)},
+                                 s.children)
+    rehired = RoomPlanContext(server_name="example.com", service_user_id=SERVICE,
+                              rehired_at={ANNA.user_id: 2000})
+    assert kinds(plan_rooms(POLICY, STAFF, managed, states, rehired).actions) == [
+        ("add_member", "berlin", ANNA.user_id)]
+    # A leave after the rehire is her own choice again.
+    later = RoomPlanContext(server_name="example.com", service_user_id=SERVICE,
+                            rehired_at={ANNA.user_id: 500})
+    assert plan_rooms(POLICY, STAFF, managed, states, later).actions == ()
