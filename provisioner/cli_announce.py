@@ -180,20 +180,22 @@ def announcements_group(ctx: click.Context, data_dir: Path, as_json: bool) -> No
 
 @announcements_group.command("report")
 @click.argument("announcement_id", type=int)
+@click.option("-d", "--data-dir", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Data directory (may also be given before `report`).")
 @click.option("--csv", "as_csv", is_flag=True, help="One row per person on stdout.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
               help="Also write an HTML report with a chart of acknowledgements over time.")
 @click.pass_context
-def report_command(ctx: click.Context, announcement_id: int, as_csv: bool, as_json: bool,
-                   html_file: Path | None) -> None:
+def report_command(ctx: click.Context, announcement_id: int, data_dir: Path | None,
+                   as_csv: bool, as_json: bool, html_file: Path | None) -> None:
     """Reach of one announcement: delivered, seen %, acknowledged %, who is missing.
 
     Example: hauspost announcements report 12 --html reach-12.html
     """
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
-    settings = load_settings(ctx.obj["data_dir"])
+    settings = load_settings(data_dir or ctx.obj["data_dir"])
     store = open_store(settings.store_url)
     try:
         report = build_report(store, announcement_id)

@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nio import Event, MegolmEvent, ReactionEvent, ReceiptEvent, RoomMessageText, SyncResponse
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from provisioner.announcements.compose import ACK_KEY
 from provisioner.store import Store
 from provisioner.store.announcement_models import (
     AnnouncementPostRow,
+    AnnouncementRow,
     BotDirectRoomRow,
     NoticeRow,
     RecipientRow,
@@ -109,6 +110,57 @@ def signals_from_sync(resp: SyncResponse, bot_user_id: str) -> list[Signal]:
                         out.append(Signal("seen", receipt.user_id, room_id,
                                           _ts(receipt.timestamp), receipt.event_id))
     return out
+
+
+async def backfill_signals(client: Any, room_id: str, prev_batch: str, bot_user_id: str,
+                           since: datetime, max_pages: int = 50) -> list[Signal]:
+    """Signals in the gap of a limited sync timeline (more events than the sync returned).
+
+    Pages back from `prev_batch` until events are older than `since` (the oldest open
+    announcement: nothing before it can acknowledge anything). Recording is idempotent, so
+    reading an event twice is harmless.
+    """
+    out: list[Signal] = []
+    token = prev_batch
+    for _ in range(max_pages):
+        resp = await client.room_messages(room_id, start=token, limit=500)
+        chunk = getattr(resp, "chunk", None)
+        if not chunk:
+            break
+        oldest = None
+        for event in chunk:
+            if isinstance(event, MegolmEvent):
+                event = client.decrypt_event(event)
+            signal = signals_from_event(event, room_id, bot_user_id)
+            if signal is not None:
+                out.append(signal)
+            oldest = getattr(event, "server_timestamp", None)
+        if oldest is not None and _ts(oldest) < since or not getattr(resp, "end", None):
+            break
+        token = resp.end
+    else:
+        logger.warning("stopped reading back %s after %d pages; older acknowledgements there "
+                       "are not recorded", room_id, max_pages)
+    return out
+
+
+def oldest_open_announcement(store: Store) -> datetime | None:
+    with store.session() as session:
+        value = session.scalar(select(func.min(AnnouncementRow.created_at)).where(
+            AnnouncementRow.requires_ack.is_(True), AnnouncementRow.purged_at.is_(None)))
+    return value
+
+
+async def collect(client: Any, store: Store, resp: SyncResponse, bot_user_id: str) -> int:
+    """Record every signal of one sync response, reading back limited timelines."""
+    signals = signals_from_sync(resp, bot_user_id)
+    since = oldest_open_announcement(store)
+    if since is not None:
+        for room_id, room in resp.rooms.join.items():
+            if room.timeline.limited and room.timeline.prev_batch:
+                signals += await backfill_signals(client, room_id, room.timeline.prev_batch,
+                                                  bot_user_id, since)
+    return record_signals(store, signals)
 
 
 # --- recording --------------------------------------------------------------------------

@@ -56,8 +56,12 @@ PASSWORD_FILE = "bot_password"  # noqa: S105 - a file name, not a password
 STORE_KEY_FILE = "bot_store_key"
 DEVICE_NAME = "Hauspost announcements"
 
-#: Enough timeline per room that a tick rarely needs to page back for reactions.
-SYNC_FILTER: dict[str, Any] = {"room": {"timeline": {"limit": 200}}}
+#: Events per room per sync; a busier room is read back page by page (ack.backfill_signals).
+TIMELINE_LIMIT = 200
+
+
+def sync_filter() -> dict[str, Any]:
+    return {"room": {"timeline": {"limit": TIMELINE_LIMIT}}}
 
 
 class BotError(HauspostError):
@@ -155,7 +159,7 @@ class Bot:
     async def sync(self, timeout_ms: int = 0) -> SyncResponse:
         """One sync; the first one after start-up asks for full room state, because nio
         keeps room state only in memory and a restored login would not know its rooms."""
-        resp = await self.client.sync(timeout=timeout_ms, sync_filter=SYNC_FILTER,
+        resp = await self.client.sync(timeout=timeout_ms, sync_filter=sync_filter(),
                                       full_state=not self._full_state_done)
         if not isinstance(resp, SyncResponse):
             raise BotError(f"the bot's sync failed: {resp}")

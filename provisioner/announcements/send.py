@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from provisioner.announcements.ack import record_signals, signals_from_sync
+from provisioner.announcements.ack import collect
 from provisioner.announcements.bot import Bot, BotError, open_bot
 from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
 from provisioner.announcements.config import AnnouncementConfig
@@ -53,7 +53,7 @@ class AnnounceResult:
 
 def sync_handler(store: Store) -> Any:
     async def handle(bot: Bot, resp: Any) -> None:
-        record_signals(store, signals_from_sync(resp, bot.user_id))
+        await collect(bot.client, store, resp, bot.user_id)
     return handle
 
 

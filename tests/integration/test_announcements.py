@@ -36,6 +36,7 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment
 from sqlalchemy import func, select
 
+from provisioner.announcements import bot as bot_module
 from provisioner.announcements.compose import validate_request
 from provisioner.announcements.config import load_announcement_config
 from provisioner.announcements.report import build_report, render_csv, render_html
@@ -229,7 +230,7 @@ def _bot_id(company: Company) -> str:
 
 
 async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
-        company: Company) -> None:
+        company: Company, monkeypatch: pytest.MonkeyPatch) -> None:
     sent_at = datetime.now(UTC)
     deadline = sent_at + timedelta(hours=48)
     secret = f"Neue Arbeitszeitregelung {company.server.unique('rule')}"
@@ -268,7 +269,10 @@ async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
         "rel_type": "m.annotation", "event_id": event_id, "key": "👍"}})
 
     # A tick now: records everything, reminds nobody (the first stage is 24 h before).
+    # With 4 events per room and sync, the 16 reactions must be read back page by page.
+    monkeypatch.setattr(bot_module, "TIMELINE_LIMIT", 4)
     first = await run_tick(company.settings, sent_at + timedelta(minutes=5))
+    monkeypatch.undo()
     assert first.reminders == [] and first.summaries == []
     report = build_report(company.store, result.announcement_id)
     missing_ids = {company.user_ids[i] for i in SILENT}
@@ -440,3 +444,33 @@ async def test_bot_keeps_its_device_and_decrypts_replies_after_a_restart(company
             RecipientRow.announcement_id != result.announcement_id,
             RecipientRow.user_id == person)).all()
         assert all(r.acked_at is None for r in others)
+
+
+def test_cli_announce_list_and_report(company: Company, tmp_path: Path) -> None:
+    body = tmp_path / "news.md"
+    body.write_text("# Kantine\n\nAb Montag **vegetarisch**.", encoding="utf-8")
+    deadline = (datetime.now(UTC) + timedelta(days=3)).isoformat(timespec="minutes")
+    proc = _cli(company, "announce", "--to", "location:Berlin", "--body-file", str(body),
+                "--ack-by", deadline, "--json")
+    assert proc.returncode == 0, proc.stderr
+    sent = json.loads(proc.stdout)
+    berlin = sorted(company.user_ids[i] for i in range(20) if i % 2)
+    assert (sent["recipients"], sent["delivered"], sent["not_joined"]) == (10, 10, [])
+    assert _members(company.server, sent["rooms"][0]) == {
+        *berlin, _bot_id(company), company.server.admin_user_id}
+
+    listed = json.loads(_cli(company, "announcements", "--json").stdout)
+    assert listed[0]["id"] == sent["id"] and listed[0]["title"] == "Kantine"
+    assert listed[0]["targets"] == ["location:Berlin"]
+
+    report = json.loads(_cli(company, "announcements", "report", str(sent["id"]), "--json").stdout)
+    assert (report["recipients"], report["delivered"], report["acknowledged"]) == (10, 10, 0)
+    assert sorted(m["user_id"] for m in report["missing"]) == berlin
+    page = tmp_path / "reach.html"
+    rows = _cli(company, "announcements", "report", str(sent["id"]), "--csv", "--html", str(page))
+    assert rows.returncode == 0 and rows.stdout.count("\n") == 11
+    assert "<svg" in page.read_text(encoding="utf-8")
+    unknown = _cli(company, "announcements", "report", "99999")
+    assert unknown.returncode == 3
+    assert unknown.stderr.strip() == ("Error: no announcement with id 99999 "
+                                      "(`hauspost announcements` lists them)")
