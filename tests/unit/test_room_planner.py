@@ -3,6 +3,7 @@ these actions."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from provisioner.employee import Employee
@@ -373,3 +374,16 @@ def test_rehire_is_put_back_into_optional_rooms_left_by_deactivation() -> None:
     later = RoomPlanContext(server_name="example.com", service_user_id=SERVICE,
                             rehired_at={ANNA.user_id: 500})
     assert plan_rooms(POLICY, STAFF, managed, states, later).actions == ()
+
+
+def test_plan_json_is_serialisable_and_counts_exactly() -> None:
+    data = json.loads(json.dumps(plan_rooms(POLICY, STAFF, {}, {}, CTX).to_json()))
+    assert data["counts"]["create_space"] == 2
+    assert data["counts"]["create_room"] == 5
+    assert data["counts"]["add_member"] == 14
+    assert data["actions"][0] == {
+        "action": "create_space", "key": "company", "name": "Muster GmbH", "topic": None,
+        "avatar": None, "parent": None, "power_levels": power_levels(),
+        "history_visibility": "shared", "marker": {"policy_key": "company",
+                                                   "mandatory": False},
+        "on_removed": "archive"}
