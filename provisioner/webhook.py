@@ -24,7 +24,7 @@ import hmac
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -128,6 +128,18 @@ def jobs_for(event: HrEvent, tz: ZoneInfo) -> list[JobSpec]:
                     payload={"employee_id": event.employee_id}, dedupe_key="sync")]
 
 
+def _by_account(session: Session, spec: JobSpec) -> JobSpec:
+    """Key a leaver's job by their account when linked, so a SCIM deactivation and a webhook
+    for the same person share one pending offboarding."""
+    if spec.kind != KIND_OFFBOARD:
+        return spec
+    account = repo.get_account_by_employee(session, spec.target)
+    if account is None:
+        return spec
+    return replace(spec, target=account.user_id, dedupe_key=f"offboard:{account.user_id}",
+                   payload={"user_id": account.user_id, "employee_id": spec.target})
+
+
 def remember(session: Session, digest: str, now: datetime, window: int) -> None:
     """Record the signature; IntegrityError when it was seen within the window (replay)."""
     session.execute(delete(WebhookSeenRow).where(
@@ -147,8 +159,8 @@ def accept(store: Store, event: HrEvent, digest: str, *, actor: str, tz: ZoneInf
                               reason=f"HR {event.event} event",
                               details={"event": event.event, "event_id": event.event_id,
                                        "effective_date": event.effective_date.isoformat()})
-            rows = [enqueue(session, spec, actor=actor, source="webhook", now=now)
-                    for spec in jobs_for(event, tz)]
+            rows = [enqueue(session, _by_account(session, spec), actor=actor, source="webhook",
+                            now=now) for spec in jobs_for(event, tz)]
             return [row.id for row in rows]
     except IntegrityError:
         raise WebhookRefusedError(409, "replayed request (signature already seen)") from None
