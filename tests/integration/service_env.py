@@ -177,3 +177,21 @@ def scim_user(user_name: str, *, external_id: str | None = None, display_name: s
     if email:
         body["emails"] = [{"value": email, "primary": True, "type": "work"}]
     return body
+
+
+def store_counts(data_dir: Path) -> tuple[int, int]:
+    """(audit rows, queued jobs) read from the store in-process (faster than the CLI)."""
+    from sqlalchemy import func, select
+
+    from provisioner.settings import load_settings
+    from provisioner.store import open_store
+    from provisioner.store.models import AuditRow
+    from provisioner.store.service_models import ServiceJobRow
+
+    store = open_store(load_settings(data_dir).store_url)
+    try:
+        with store.session() as session:
+            return (int(session.scalar(select(func.count()).select_from(AuditRow)) or 0),
+                    int(session.scalar(select(func.count()).select_from(ServiceJobRow)) or 0))
+    finally:
+        store.close()

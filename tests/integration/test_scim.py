@@ -29,6 +29,7 @@ from tests.integration.service_env import (
     scim_user,
     start_service,
     status_json,
+    store_counts,
     wait_for,
 )
 
@@ -229,7 +230,7 @@ def test_filters_and_paging(env: Env) -> None:
 
 def test_duplicates_are_refused_with_409(env: Env) -> None:
     env.create("dupe@example.com", external_id="DU-1")
-    before = status_json(env.data_dir)["counts"]
+    before = store_counts(env.data_dir)[1]
     with env.service.scim() as c:
         same_name = c.post("/Users", json=scim_user("DUPE@example.com", external_id="DU-2"))
         same_mxid = c.post("/Users", json=scim_user("dupe@other.example", external_id="DU-3"))
@@ -238,8 +239,7 @@ def test_duplicates_are_refused_with_409(env: Env) -> None:
         assert resp.status_code == 409, resp.text
         assert resp.json()["schemas"] == [ERROR_SCHEMA]
         assert resp.json()["scimType"] == "uniqueness"
-    after = status_json(env.data_dir)["counts"]
-    assert sum(after.values()) == sum(before.values())  # nothing queued
+    assert store_counts(env.data_dir)[1] == before  # nothing queued
 
 
 # --- authentication and bad input --------------------------------------------------------
@@ -248,8 +248,7 @@ def test_duplicates_are_refused_with_409(env: Env) -> None:
 def _store_snapshot(env: Env) -> tuple[int, int, int]:
     with env.service.scim() as c:
         users = c.get("/Users", params={"count": 0}).json()["totalResults"]
-    return (users, len(audit_rows(env.data_dir)),
-            sum(status_json(env.data_dir)["counts"].values()))
+    return (users, *store_counts(env.data_dir))
 
 
 @pytest.mark.parametrize(("token", "scheme"), [(None, "Bearer"), ("wrong-token", "Bearer"),

@@ -29,6 +29,7 @@ from tests.integration.service_env import (
     scim_user,
     start_service,
     status_json,
+    store_counts,
     wait_for,
 )
 
@@ -180,7 +181,7 @@ def test_mis_signed_or_stale_webhook_is_refused_and_logged(env: Env, attack: str
     now = int(datetime.now(UTC).timestamp())
     body = _leaver(f"ATT-{attack}", datetime.now(UTC).date() - timedelta(days=1))
     raw = json.dumps(body).encode()
-    before = status_json(env.data_dir)["counts"]
+    before = store_counts(env.data_dir)[1]
     if attack == "wrong-secret":
         resp = env.service.send_hook(raw, secret="not-the-shared-secret-at-all")
     elif attack == "tampered-body":
@@ -198,7 +199,7 @@ def test_mis_signed_or_stale_webhook_is_refused_and_logged(env: Env, attack: str
     else:
         resp = env.service.send_hook(raw, signature="sha256=" + "0" * 64)
     assert resp.status_code == 401, resp.text
-    assert status_json(env.data_dir)["counts"] == before
+    assert store_counts(env.data_dir)[1] == before
     assert not env.token_rejected(token)
     assert audit_rows(env.data_dir, action="account.offboard", target=user_id) == []
     assert "HR webhook from 127.0.0.1 refused (401)" in env.service.log()
@@ -213,11 +214,11 @@ def test_mis_signed_or_stale_webhook_is_refused_and_logged(env: Env, attack: str
      "unknown field 'x'"),
 ])
 def test_signed_but_malformed_webhook_is_400(env: Env, body: bytes, why: str) -> None:
-    before = status_json(env.data_dir)["counts"]
+    before = store_counts(env.data_dir)[1]
     resp = env.service.send_hook(body)
     assert resp.status_code == 400
     assert resp.json()["error"].startswith(why)
-    assert status_json(env.data_dir)["counts"] == before
+    assert store_counts(env.data_dir)[1] == before
 
 
 # --- life cycle --------------------------------------------------------------------------
