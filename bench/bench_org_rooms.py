@@ -189,7 +189,8 @@ def main() -> None:
                   f"accounts-only: ratio {again.seconds / accounts_only.seconds:.2f}")
 
             churn = max(4, n // 100)
-            movers, hires, leavers = people[: churn // 2], churn // 4, people[-(churn // 4):]
+            movers, leavers = people[: churn // 2], people[-(churn // 4):]
+            hires = churn - len(movers) - len(leavers)
             conn = slapd.connection()
             try:
                 for i, p in enumerate(movers):
@@ -201,8 +202,7 @@ def main() -> None:
                         modify_person(conn, p.uid, {"l": ["Köln"]}, PEOPLE_DN)
                 for p in leavers:
                     delete_person(conn, p.uid, PEOPLE_DN)
-                add_people(conn, make_people(churn - len(movers) - len(leavers),
-                                             prefix="hire", start=n), PEOPLE_DN)
+                add_people(conn, make_people(hires, prefix="hire", start=n), PEOPLE_DN)
             finally:
                 conn.unbind()
             print(f"churn: {len(movers)} moves, {hires} hires, {len(leavers)} leavers "
@@ -218,4 +218,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     main()
