@@ -20,6 +20,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from provisioner.apply import ApplyOptions, apply_plan
 from provisioner.employee import DirectoryRead, Employee
 from provisioner.errors import ConfigError, HauspostError
@@ -146,7 +148,7 @@ class JobWorker:
                 return
             if isinstance(exc, AdminApiError) and exc.status == 401:
                 await self._reset_admin()
-            if not isinstance(exc, HauspostError):
+            if not isinstance(exc, HauspostError | httpx.TransportError):
                 logger.exception("job %d (%s %s) raised", job.id, job.kind, job.target)
             service = self.settings.service
             with self.store.session() as session:
