@@ -190,9 +190,9 @@ def init_data_dir(req: InitRequest) -> InitResult:
         behind_proxy=req.behind_proxy,
         modules=default_modules(req.server_name, service_user_id, req.ldap),
     )
-    # With workers the public URL is the proxy, which hides the admin API: the
-    # provisioner talks to the main process directly.
-    provisioner_url = (opts.baseurl if layout is None
+    # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on
+    # this host and talks to the (main) process directly.
+    provisioner_url = (opts.listener_url if layout is None
                        else f"http://{layout.main.host}:{layout.main.http_port}")
     settings_text = yaml.safe_dump(settings_document(req, provisioner_url), sort_keys=False)
     # Validate what we are about to write with the same parser every command uses.

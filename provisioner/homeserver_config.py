@@ -35,8 +35,13 @@ class HomeserverOptions:
     def baseurl(self) -> str:
         if self.public_baseurl:
             return self.public_baseurl.rstrip("/") + "/"
+        return self.listener_url + "/"
+
+    @property
+    def listener_url(self) -> str:
+        """Where processes on this host reach the client listener (and the admin API)."""
         host = self.bind_address if self.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}"
 
 
 def y(value: Any) -> str:

@@ -70,6 +70,16 @@ def test_every_hardening_line_says_why(tmp_path: Path) -> None:
     assert "  include_content: false  # " in text
 
 
+def test_provisioner_uses_the_local_listener_behind_a_proxy(tmp_path: Path) -> None:
+    init_data_dir(InitRequest(server_name="acme.example", data_dir=tmp_path, port=8123,
+                              public_baseurl="https://matrix.acme.example"))
+    assert load_settings(tmp_path).homeserver_url == "http://127.0.0.1:8123"
+    config = yaml.safe_load((tmp_path / "homeserver.yaml").read_text())
+    assert config["public_baseurl"] == "https://matrix.acme.example/"
+    well_known = json.loads((tmp_path / "well-known" / "matrix" / "client").read_text())
+    assert well_known["m.homeserver"] == {"base_url": "https://matrix.acme.example"}
+
+
 def test_rerun_keeps_keys_and_secrets(tmp_path: Path) -> None:
     init_data_dir(InitRequest(server_name="acme.example", data_dir=tmp_path))
     before = {p.name: p.read_bytes() for p in (tmp_path / "keys").iterdir()}
