@@ -195,15 +195,16 @@ class SynapseProcess:
                                 self.output_tail(80))
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("Synapse did not stop within %.0f s; killing it", timeout)
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.warning("Synapse did not stop within %.0f s; killing it", timeout)
+                self.proc.kill()
+                self.proc.wait()
         self._log.close()
         return self.proc.returncode
 
