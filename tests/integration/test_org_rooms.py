@@ -300,6 +300,18 @@ def test_manual_name_and_power_level_changes_are_reverted_and_audited(env: Rooms
         {intruder: 100}, {})
     assert env.sync().writes == 0
 
+    # Renaming in the policy renames the same room; no second room appears.
+    before = env.room_id("location/Berlin")
+    policy = env.workdir / "policies" / "company.yaml"
+    policy.write_text(POLICY.replace('"Standort {value}"', '"Büro {value}"'), encoding="utf-8")
+    renamed = env.sync()
+    assert renamed.rooms is not None
+    assert sorted(a.describe() for a in renamed.rooms.plan.actions) == [
+        "set name of location/Berlin: 'Standort Berlin' -> 'Büro Berlin'",
+        "set name of location/Hamburg: 'Standort Hamburg' -> 'Büro Hamburg'"]
+    assert env.room_id("location/Berlin") == before
+    assert env.state("location/Berlin", "m.room.name") == {"name": "Büro Berlin"}
+
 
 def _refused(resp: httpx.Response, text: str) -> None:
     assert resp.status_code == 403, resp.text
