@@ -34,6 +34,8 @@ DEMO_DATA_DIR = Path(".demo")
 @click.option("--port", type=click.IntRange(1, 65535), default=8008, show_default=True)
 @click.option("--public-url", default=None,
               help="The URL clients use (e.g. https://matrix.example.com); default: the listener.")
+@click.option("--media-lifetime", default="365d", show_default=True,
+              help="Delete a file this long after its last download (Synapse duration: 90d, 1y).")
 @click.option("--behind-proxy", is_flag=True,
               help="Trust X-Forwarded-For from a reverse proxy on this host (TLS in front).")
 @click.option("--database-url", default=None,
@@ -64,7 +66,8 @@ DEMO_DATA_DIR = Path(".demo")
               help="The provisioner's own database, e.g. postgresql://hauspost@127.0.0.1/"
                    "hauspost (default: SQLite in the data dir).")
 def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_url: str | None,
-         behind_proxy: bool, database_url: str | None, ldap_uri: str | None, ldap_base: str | None,
+         media_lifetime: str, behind_proxy: bool, database_url: str | None,
+         ldap_uri: str | None, ldap_base: str | None,
          ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
          ldap_login_attribute: str, workers: int = 0, worker_base_port: int = 8100,
          redis_url: str = "redis://127.0.0.1:6379", redis_password_file: Path | None = None,
@@ -92,6 +95,7 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
     result = init_data_dir(InitRequest(
         server_name=server_name, data_dir=data_dir, bind_address=bind_address, port=port,
         public_baseurl=public_url, behind_proxy=behind_proxy, database_url=database_url,
+        media_lifetime=media_lifetime,
         ldap=ldap, workers=workers, worker_base_port=worker_base_port, redis_url=redis_url,
         redis_password_file=(redis_password_file.resolve() if redis_password_file else None),
         worker_hosts="compose" if worker_hosts == "compose" else "loopback",

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class InitRequest:
     public_baseurl: str | None = None
     database_url: str | None = None
     behind_proxy: bool = False
+    media_lifetime: str = "365d"
     service_localpart: str = "hauspost"
     ldap: LdapSettings | None = None
     #: Further hauspost.yaml sections (the demo's directory, sync and policies).
@@ -150,10 +152,16 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
     return doc
 
 
+_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+
+
 def init_data_dir(req: InitRequest) -> InitResult:
     problem = validate_server_name(req.server_name)
     if problem:
         raise ConfigError(problem, key="--server-name")
+    if not _DURATION.match(req.media_lifetime):
+        raise ConfigError(f"expected a duration such as 90d or 1y, got {req.media_lifetime!r}",
+                          key="--media-lifetime")
     if req.ldap is not None and req.ldap.bind_password_file is not None:
         if not req.ldap.bind_password_file.is_file():
             raise ConfigError(
@@ -188,6 +196,7 @@ def init_data_dir(req: InitRequest) -> InitResult:
         public_baseurl=req.public_baseurl,
         database_url=req.database_url,
         behind_proxy=req.behind_proxy,
+        media_lifetime=req.media_lifetime,
         modules=default_modules(req.server_name, service_user_id, req.ldap),
     )
     # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on

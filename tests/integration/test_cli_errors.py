@@ -100,3 +100,12 @@ def test_slapd_missing_is_one_clear_line(tmp_path: Path) -> None:
     assert str(info.value) == (
         "slapd is not installed: the LDAP tests need the Debian packages slapd and "
         "ldap-utils (`apt-get install -y slapd ldap-utils`; .ci/run installs them)")
+
+
+def test_bad_media_lifetime(tmp_path: Path) -> None:
+    result = hauspost("init", "--server-name", "example.com", "-d", str(tmp_path / "d"),
+                      "--media-lifetime", "forever")
+    assert result.returncode == EXIT_CONFIG
+    assert one_error_line(result) == (
+        "Error: --media-lifetime: expected a duration such as 90d or 1y, got 'forever'")
+    assert not (tmp_path / "d").exists()
