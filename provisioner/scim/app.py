@@ -19,6 +19,7 @@ from scim2_models import (
     AuthenticationScheme,
     Bulk,
     ChangePassword,
+    Context,
     ETag,
     External,
     Filter,
@@ -27,6 +28,7 @@ from scim2_models import (
     Reference,
     Resource,
     ResourceType,
+    ResponseParameters,
     ScimProvider,
     ServiceProviderConfig,
     Sort,
@@ -34,6 +36,7 @@ from scim2_models import (
 )
 from scim2_server.applications.asgi import ASGIApplication
 from scim2_server.requests import ScimRequest
+from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from scim2_server.utils import load_default_resource_types, load_default_schemas
 
@@ -104,6 +107,14 @@ def check_filter_complexity(text: str) -> None:
 
 
 class HauspostScimService(ScimService):
+    def patch_response(self, base_url: str, resource: Resource[Any],
+                       response_parameters: ResponseParameters[Any]) -> ScimResponse:
+        # Okta expects 200 with the user after a PATCH; RFC 7644 §3.5.2 allows it (204 is
+        # only a MAY), and Entra ID accepts both.
+        published = self.publish(base_url, resource)
+        return self.resource_response(published, Context.RESOURCE_REPLACEMENT_RESPONSE,
+                                      response_parameters)
+
     def read_search(self, resource_types: list[ResourceType], payload: Any) -> Any:
         if isinstance(payload, dict) and isinstance(payload.get("filter"), str):
             check_filter_complexity(payload["filter"])

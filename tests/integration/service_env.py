@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,29 @@ def scim_user(user_name: str, *, external_id: str | None = None, display_name: s
     if email:
         body["emails"] = [{"value": email, "primary": True, "type": "work"}]
     return body
+
+
+def settle(data_dir: Path, timeout: float = 60.0) -> None:
+    """Wait until the service has applied every job that is due (none pending now)."""
+    from sqlalchemy import func, select
+
+    from provisioner.settings import load_settings
+    from provisioner.store import open_store
+    from provisioner.store.service_models import ServiceJobRow
+
+    store = open_store(load_settings(data_dir).store_url)
+
+    def due() -> int:
+        with store.session() as session:
+            return int(session.scalar(
+                select(func.count()).select_from(ServiceJobRow)
+                .where(ServiceJobRow.state == "pending",
+                       ServiceJobRow.next_attempt_at <= datetime.now(UTC))) or 0)
+
+    try:
+        wait_for(lambda: due() == 0, timeout=timeout, interval=0.05, what="due jobs to be applied")
+    finally:
+        store.close()
 
 
 def store_counts(data_dir: Path) -> tuple[int, int]:
