@@ -66,11 +66,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     synapse = start_synapse(workdir, modules=[])
     try:
         # Short retry cap: the outage test waits for the retry after Synapse is back.
-        service = start_service(workdir, configure_service(workdir, retry_max=1.0, tick=600))
+        env = Env(synapse, start_service(workdir, configure_service(workdir, retry_max=1.0,
+                                                                     tick=600)))
         try:
-            yield Env(synapse, service)
+            yield env
         finally:
-            assert service.stop() == 0, service.log()
+            # The restart test replaces env.service: stop whichever runs now.
+            assert env.service.stop() == 0, env.service.log()
     finally:
         synapse.stop()
 
@@ -274,3 +276,37 @@ def test_unknown_service_key_refuses_to_start(tmp_path: Path) -> None:
     service = start_service(data_dir, config, expect_ready=False)
     assert service.process.wait(30) == 3
     assert "service.listne: unknown key" in service.log()
+
+
+def test_joiner_without_a_directory_fails_for_good_and_is_shown(env: Env) -> None:
+    # This data dir has no directory source: the sync a joiner asks for can't run, and
+    # retrying would not help.
+    resp = env.service.send_hook({"employee_id": "JOIN-1", "event": "joiner",
+                                  "effective_date": datetime.now(UTC).date().isoformat()})
+    assert resp.status_code == 202
+    (job_id,) = resp.json()["jobs"]
+    failed = wait_for(lambda: [j for j in status_json(env.data_dir)["open"]
+                               if j["id"] == job_id and j["state"] == "failed"],
+                      timeout=30, what="the sync job to fail")
+    assert failed[0]["kind"] == "sync" and "directory" in failed[0]["last_error"]
+    rows = [r for r in audit_rows(env.data_dir, action="service.job_failed")
+            if r["details"]["job_id"] == job_id]
+    assert [r["actor"] for r in rows] == ["webhook:hr-webhook"]
+    shown = subprocess.run([sys.executable, "-m", "provisioner", "status", "-d",
+                            str(env.data_dir)], capture_output=True, text=True, cwd=REPO,
+                           timeout=60)
+    assert f"failed  #{job_id} sync directory (webhook, 1 tries, needs attention)" in shown.stdout
+
+
+def test_a_restarted_service_keeps_scim_users_and_queued_changes(env: Env) -> None:
+    scim_id, _, _ = env.provision("survivor", "SURV-1")
+    last_day = datetime.now(UTC).date() + timedelta(days=60)
+    assert env.service.send_hook(_leaver("LATER-1", last_day)).status_code == 202
+    pending = [j["id"] for j in status_json(env.data_dir)["open"] if j["target"] == "LATER-1"]
+    assert env.service.stop() == 0
+    env.service = start_service(env.data_dir, env.service.config)
+    with env.service.scim() as c:
+        got = c.get(f"/Users/{scim_id}")
+    assert (got.status_code, got.json()["userName"], got.json()["active"]) == (200, "survivor", True)
+    assert [j["id"] for j in status_json(env.data_dir)["open"]
+            if j["target"] == "LATER-1"] == pending
