@@ -27,6 +27,7 @@ from tests.integration.service_env import (
     audit_rows,
     configure_service,
     scim_user,
+    settle,
     start_service,
     status_json,
     store_counts,
@@ -310,3 +311,35 @@ def test_a_restarted_service_keeps_scim_users_and_queued_changes(env: Env) -> No
     assert (got.status_code, got.json()["userName"], got.json()["active"]) == (200, "survivor", True)
     assert [j["id"] for j in status_json(env.data_dir)["open"]
             if j["target"] == "LATER-1"] == pending
+
+
+def test_a_passed_leave_date_offboards_between_syncs(env: Env) -> None:
+    from provisioner.employee import Employee
+    from provisioner.settings import load_settings
+    from provisioner.store import open_store
+    from provisioner.store import repository as repo
+
+    _, user_id, token = env.provision("leave.date", "LD-1")
+    last_day = datetime.now(UTC).date() - timedelta(days=2)
+    # What the last directory read recorded for this employee.
+    store = open_store(load_settings(env.data_dir).store_url)
+    try:
+        with store.session() as session:
+            repo.save_employees(session, [Employee("LD-1", "leave.date", "Leave Date",
+                                                   leave_date=last_day)],
+                                source="test", now=datetime.now(UTC))
+    finally:
+        store.close()
+    # The leave-date check runs when the service starts, then every tick_seconds (10 min
+    # in this module): a restart makes it run now.
+    assert env.service.stop() == 0
+    env.service = start_service(env.data_dir, env.service.config)
+    wait_for(lambda: env.token_rejected(token), timeout=30, interval=0.1,
+             what="the leave-date offboarding")
+    offboards = audit_rows(env.data_dir, action="account.offboard", target=user_id)
+    assert [(r["actor"], r["reason"]) for r in offboards] == [
+        ("hauspost-service", f"leave date {last_day} has passed")]
+    # Later ticks queue nothing more: the account is inactive now.
+    settle(env.data_dir)
+    jobs = [j for j in env.jobs() if j["target"] == user_id and j["kind"] == "offboard"]
+    assert [(j["source"], j["state"]) for j in jobs] == [("schedule", "done")]
