@@ -7,6 +7,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -31,8 +32,40 @@ def data_dir_option(func: F) -> F:
     )(func)
 
 
+#: Command name -> "module:attribute". Modules are imported only when their command runs:
+#: `hauspost offboard` must not pay for importing matrix-nio, SCIM and the org-room planner
+#: (over a second of start-up), since a leaver's access should end within a second.
+LAZY_COMMANDS = {
+    "init": "provisioner.cli_server:init",
+    "run": "provisioner.cli_server:run",
+    "demo": "provisioner.cli_server:demo",
+    "plan": "provisioner.cli_accounts:plan_command",
+    "sync": "provisioner.cli_accounts:sync_command",
+    "offboard": "provisioner.cli_accounts:offboard_command",
+    "audit": "provisioner.cli_accounts:audit_command",
+    "rooms": "provisioner.cli_rooms:rooms_command",
+    "announce": "provisioner.cli_announce:announce_command",
+    "announcements": "provisioner.cli_announce:announcements_group",
+    "tick": "provisioner.cli_announce:tick_command",
+    "serve": "provisioner.cli_service:serve_command",
+    "status": "provisioner.cli_service:status_command",
+}
+
+
 class HauspostGroup(click.Group):
-    """Turns domain errors into one line `Error: …` and their exit code."""
+    """Loads command modules lazily; turns domain errors into one line `Error: …` + exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            module_name, attribute = LAZY_COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{LAZY_COMMANDS[cmd_name]} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -64,17 +97,3 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
-
-
-def _register_subcommands() -> None:
-    # Each command family lives in its own module; add one line per family here.
-    from provisioner.cli_server import register as register_server
-
-    register_server(main)
-    __import__("provisioner.cli_accounts", fromlist=["register"]).register(main)
-    __import__("provisioner.cli_rooms", fromlist=["register"]).register(main)
-    __import__("provisioner.cli_announce", fromlist=["register"]).register(main)
-    __import__("provisioner.cli_service", fromlist=["register"]).register(main)
-
-
-_register_subcommands()

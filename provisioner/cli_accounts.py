@@ -310,8 +310,3 @@ def audit_command(data_dir: Path, since: str | None, actor: str | None, action: 
                            f"{row.action:<24} {row.target}{why}")
     finally:
         store.close()
-
-
-def register(group: click.Group) -> None:
-    for command in (plan_command, sync_command, offboard_command, audit_command):
-        group.add_command(command)

@@ -112,7 +112,3 @@ def rooms_command(data_dir: Path, as_json: bool) -> None:
         members = f"{r['members']}/{r['wanted_members']}"
         click.echo(f"{r['key']:<28} {r['kind']:<5} {r['status']:<9} {members:>9}  "
                    f"{_drift_text(r['drift']):<30} {r['name'] or ''}")
-
-
-def register(group: click.Group) -> None:
-    group.add_command(rooms_command)

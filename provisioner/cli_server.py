@@ -189,9 +189,3 @@ def demo(data_dir: Path, port: int) -> None:
     write_demo_password(result.data_dir)
     settings = load_settings(result.data_dir)
     sys.exit(serve_synapse(settings, seed=True))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(init)
-    group.add_command(run)
-    group.add_command(demo)
