@@ -343,3 +343,42 @@ def test_a_passed_leave_date_offboards_between_syncs(env: Env) -> None:
     settle(env.data_dir)
     jobs = [j for j in env.jobs() if j["target"] == user_id and j["kind"] == "offboard"]
     assert [(j["source"], j["state"]) for j in jobs] == [("schedule", "done")]
+
+
+def test_periodic_sync_and_a_joiner_webhook_read_the_directory(tmp_path: Path) -> None:
+    import yaml
+
+    synapse = start_synapse(tmp_path / "data", modules=[])
+    try:
+        data_dir = synapse.data_dir
+        (data_dir / "hr").mkdir()
+        csv = data_dir / "hr" / "people.csv"
+        csv.write_text("id;login;name\nHR-1;hr.first;First Joiner\n", encoding="utf-8")
+        settings_path = data_dir / "hauspost.yaml"
+        settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
+        settings["directory"] = {"sources": ["hr_csv"], "time_zone": "UTC",
+                                 "hr_csv": {"path": "hr/people.csv", "columns": {
+                                     "employee_id": "id", "localpart": "login",
+                                     "display_name": "name"}}}
+        settings_path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+        config = configure_service(data_dir, extra={"sync_interval_minutes": 60})
+        service = start_service(data_dir, config)
+        try:
+            # The directory-sync schedule runs once at start, then hourly.
+            wait_for(lambda: synapse.login(synapse.mxid("hr.first"), INITIAL_PASSWORD)
+                     .status_code == 200, timeout=60, what="the scheduled sync's account")
+            csv.write_text("id;login;name\nHR-1;hr.first;First Joiner\n"
+                           "HR-2;hr.second;Second Joiner\n", encoding="utf-8")
+            resp = service.send_hook({"employee_id": "HR-2", "event": "joiner",
+                                      "effective_date": datetime.now(UTC).date().isoformat()})
+            assert resp.status_code == 202
+            wait_for(lambda: synapse.login(synapse.mxid("hr.second"), INITIAL_PASSWORD)
+                     .status_code == 200, timeout=60, what="the joiner's account")
+            creators = {r["target"]: r["actor"] for r in audit_rows(data_dir,
+                                                                    action="account.create")}
+            assert creators == {synapse.mxid("hr.first"): "hauspost-service",
+                                synapse.mxid("hr.second"): "webhook:hr-webhook"}
+        finally:
+            assert service.stop() == 0, service.log()
+    finally:
+        synapse.stop()
