@@ -98,7 +98,8 @@ class HauspostScimStorage(AsyncScimStorage):
     def __init__(self, store: Store, *, server_name: str, protected: frozenset[str],
                  models: dict[str, type[Resource[Any]]],
                  on_queued: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 lock: asyncio.Lock | None = None) -> None:
         self._store = store
         self._server_name = server_name
         self._protected = protected
@@ -107,7 +108,10 @@ class HauspostScimStorage(AsyncScimStorage):
         self._clock = clock
         self._index = _Index(clock=clock)
         self._links: dict[str, UserLink] = {}
-        self._lock = asyncio.Lock()
+        # Shared with the service's other writers of the queue (webhook, schedules), so the
+        # "is an offboarding of this account already pending?" check and the insert that
+        # follows are never interleaved with another writer's.
+        self._lock = lock or asyncio.Lock()
 
     # --- loading ----------------------------------------------------------------------
 

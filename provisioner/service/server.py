@@ -95,6 +95,9 @@ class Service:
         self.started = time.monotonic()
         self.scheduler = Scheduler()
         self.storage: HauspostScimStorage | None = None
+        #: One writer of the job queue at a time (SCIM, webhook, schedules): de-duplication
+        #: reads and then inserts.
+        self.queue_lock = asyncio.Lock()
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -106,7 +109,8 @@ class Service:
             self.storage = HauspostScimStorage(
                 self.store, server_name=self.settings.server_name,
                 protected=policy_for(self.settings).protected,
-                models=resource_models(provider), on_queued=self.worker.wake)
+                models=resource_models(provider), on_queued=self.worker.wake,
+                lock=self.queue_lock)
             count = self.storage.load()
             logger.info("SCIM: %d stored resources loaded", count)
             scim = ScimApplication(self.storage, provider, token=self.secrets.scim_token,
@@ -145,10 +149,11 @@ class Service:
                             request.headers.get(SIGNATURE_HEADER), body, now=time.time(),
                             window=webhook.replay_window_seconds)
             event = parse_event(body)
-            jobs = await asyncio.to_thread(
-                accept, self.store, event, digest, actor=webhook.actor,
-                tz=policy_for(self.settings).time_zone, now=datetime.now(UTC),
-                window=webhook.replay_window_seconds)
+            async with self.queue_lock:
+                jobs = await asyncio.to_thread(
+                    accept, self.store, event, digest, actor=webhook.actor,
+                    tz=policy_for(self.settings).time_zone, now=datetime.now(UTC),
+                    window=webhook.replay_window_seconds)
         except WebhookRefusedError as exc:
             logger.warning("HR webhook from %s refused (%d): %s", peer, exc.status, exc.reason)
             return web.json_response({"error": exc.reason}, status=exc.status)
@@ -168,7 +173,9 @@ class Service:
                     enqueue(session, spec, actor=SERVICE_ACTOR, source="schedule", now=now)
                 return len(specs)
 
-        if await asyncio.to_thread(work):
+        async with self.queue_lock:
+            queued = await asyncio.to_thread(work)
+        if queued:
             self.worker.wake()
 
     async def _queue_sync(self) -> None:
@@ -178,7 +185,8 @@ class Service:
                                          reason="periodic directory sync", dedupe_key="sync"),
                         actor=SERVICE_ACTOR, source="schedule", now=datetime.now(UTC))
 
-        await asyncio.to_thread(work)
+        async with self.queue_lock:
+            await asyncio.to_thread(work)
         self.worker.wake()
 
     def plan_schedules(self) -> None:
