@@ -37,7 +37,12 @@ def serve_command(ctx: click.Context, data_dir: Path) -> None:
     settings = load_settings(data_dir)
     root = logging.getLogger()
     if not (ctx.find_root().obj or {}).get("quiet") and root.level > logging.INFO:
+        # A service logs what it does by default; one line per request to Synapse and
+        # per store open is noise in the journal unless asked for with -v.
         root.setLevel(logging.INFO)
+        if not ctx.find_root().params.get("verbose"):
+            for noisy in ("httpx", "alembic.runtime.migration"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(run_service(settings))
 
 
