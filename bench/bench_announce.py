@@ -216,22 +216,30 @@ async def measure(server: SynapseServer, settings: Settings, store: Store, store
         await client.sync(timeout=0, full_state=True)
         clients.append(client)
     people = [Person(user_id=u, employee_id=u, display_name=u, localpart=u) for u in user_ids]
-    request = validate_request(f"Bench announcement {label}", None, datetime.now(UTC))
-    stream_before = max_inbox_stream(server)
-    start = time.perf_counter()
-    result = await announce(settings, CONFIG, store, admin_token=server.admin_token,
-                            targets=[Target("all")], people=people, request=request,
-                            rooms=ExplicitRoom(room_id), actor="bench", now=datetime.now(UTC))
-    send = time.perf_counter() - start
-    inboxes = inbox_devices(server, bot_device, stream_before)
-    times = await asyncio.gather(*(decrypted(c, room_id, result.event_ids[0], start)
-                                   for c in clients))
+    figures: dict[str, Any] = {"devices": len(devices), "setup_joins_s": setup,
+                               "live_sample": len(clients)}
+    # First: the bot has no Olm session with any device yet (claims a one-time key per
+    # device). Again: the next announcement into the same room reuses those sessions.
+    for round_name in ("first", "again"):
+        request = validate_request(f"Bench announcement {label} {round_name}", None,
+                                   datetime.now(UTC))
+        stream_before = max_inbox_stream(server)
+        start = time.perf_counter()
+        result = await announce(settings, CONFIG, store, admin_token=server.admin_token,
+                                targets=[Target("all")], people=people, request=request,
+                                rooms=ExplicitRoom(room_id), actor="bench",
+                                now=datetime.now(UTC))
+        send = time.perf_counter() - start
+        inboxes = inbox_devices(server, bot_device, stream_before)
+        times = await asyncio.gather(*(decrypted(c, room_id, result.event_ids[0], start)
+                                       for c in clients))
+        figures.update({f"{round_name}_send_s": send, f"{round_name}_shared": result.devices,
+                        f"{round_name}_inbox": inboxes,
+                        f"{round_name}_median_live_s": sorted(times)[len(times) // 2],
+                        f"{round_name}_last_live_s": max(times)})
     for client in clients:
         await client.close()
-    return {"devices": len(devices), "setup_joins_s": setup, "send_s": send,
-            "shared_devices": result.devices, "inbox_devices": inboxes,
-            "live_sample": len(clients), "last_live_decrypt_s": max(times),
-            "median_live_decrypt_s": sorted(times)[len(times) // 2]}
+    return figures
 
 
 def bench_report(tmp: Path, recipients: int) -> dict[str, float]:
@@ -293,21 +301,29 @@ async def run(args: argparse.Namespace, tmp: Path, server: SynapseServer) -> Non
     finally:
         server.stop()
     report = bench_report(tmp, args.report_recipients)
-    print(f"{'':<34}{'baseline (20)':>16}{f'announce ({args.employees})':>20}")
-    for key, name in [("setup_joins_s", "room set-up: admin joins [s]"),
-                      ("send_s", "send incl. key sharing [s]"),
-                      ("shared_devices", "devices the key was shared with"),
-                      ("inbox_devices", "devices holding the key (inbox)"),
-                      ("live_sample", "live decrypt checks"),
-                      ("median_live_decrypt_s", "median send->decrypt [s]"),
-                      ("last_live_decrypt_s", "last send->decrypt [s]")]:
+    print(f"{'':<44}{'baseline (20)':>14}{f'announce ({args.employees})':>18}")
+    rows = [("setup_joins_s", "room set-up: admin joins [s]"),
+            ("live_sample", "live decrypt checks (nio clients)")]
+    for r, what in (("first", "first announcement (new Olm sessions)"),
+                    ("again", "next announcement (sessions reused)")):
+        rows += [(None, what),
+                 (f"{r}_send_s", "  send incl. key sharing [s]"),
+                 (f"{r}_shared", "  devices the key was shared with"),
+                 (f"{r}_inbox", "  devices holding the key (inbox)"),
+                 (f"{r}_median_live_s", "  median send->decrypt [s]"),
+                 (f"{r}_last_live_s", "  last send->decrypt [s]")]
+    for key, name in rows:
+        if key is None:
+            print(name)
+            continue
         b, f = baseline[key], full[key]
-        fmt = "{:>16.2f}{:>20.2f}" if isinstance(f, float) else "{:>16}{:>20}"
-        print(f"{name:<34}" + fmt.format(b, f))
-    ratio = full["send_s"] / baseline["send_s"]
-    print(f"send time ratio {args.employees} vs 20 devices: {ratio:.1f}x "
-          f"(target: every device can decrypt within 15 s; "
-          f"{'met' if full['last_live_decrypt_s'] <= 15 else 'NOT met'})")
+        fmt = "{:>14.2f}{:>18.2f}" if isinstance(f, float) else "{:>14}{:>18}"
+        print(f"{name:<44}" + fmt.format(b, f))
+    for r in ("first", "again"):
+        ok = full[f"{r}_inbox"] == args.employees and full[f"{r}_last_live_s"] <= 15
+        print(f"{r}: send time ratio {args.employees} vs 20 devices "
+              f"{full[f'{r}_send_s'] / baseline[f'{r}_send_s']:.1f}x; every device holds the "
+              f"key and the sample decrypted within 15 s: {'yes' if ok else 'NO'}")
     print(f"report for {args.report_recipients} recipients: build {report['build_s']:.3f} s, "
           f"text+CSV+JSON+HTML {report['render_all_s']:.3f} s (HTML {report['html_kb']:.0f} KiB); "
           f"baseline one SELECT of the rows {report['baseline_select_s']:.3f} s "

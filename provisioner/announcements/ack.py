@@ -3,7 +3,7 @@
 How an employee acknowledges (docs/announcements.md, "Acknowledging"):
 
 * react with ✅ (U+2705; with or without the emoji variation selector U+FE0F) to the
-  announcement — in Element: hover or long-press the message, pick ✅;
+  announcement or to the bot's reminder — in Element: hover or long-press, pick ✅;
 * or reply `ok` or `gelesen` (case-insensitive; surrounding spaces and a final `.` or `!`
   are ignored; nothing else) to the announcement or to the bot's reminder. In the direct
   chat with the bot, a plain `ok`/`gelesen` that is not a reply acknowledges the

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nio import SyncResponse
 from sqlalchemy import insert
 
 from provisioner.announcements.ack import collect
-from provisioner.announcements.bot import Bot, BotError, open_bot
+from provisioner.announcements.bot import Bot, BotError, SyncHandler, open_bot
 from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.announcements.targets import Person, RoomSource, Target, resolve
@@ -51,8 +52,8 @@ class AnnounceResult:
                 "not_joined": list(self.not_joined), "seconds": round(self.seconds, 3)}
 
 
-def sync_handler(store: Store) -> Any:
-    async def handle(bot: Bot, resp: Any) -> None:
+def sync_handler(store: Store) -> SyncHandler:
+    async def handle(bot: Bot, resp: SyncResponse) -> None:
         await collect(bot.client, store, resp, bot.user_id)
     return handle
 
@@ -70,6 +71,7 @@ async def announce(settings: Settings, config: AnnouncementConfig, store: Store,
     recipients = resolve(targets, people)  # raises before anything is sent
     started = time.perf_counter()
     bot = await open_recording_bot(settings, config, admin_token, store)
+    logger.info("bot ready in %.2f s", time.perf_counter() - started)
     try:
         managers = {p.employee_id: p.user_id for p in people}
         return await _post(bot, settings, store, targets=targets, recipients=recipients,
@@ -101,6 +103,7 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
             raise BotError(f"the bot {bot.user_id} could not join {room_id}")
         not_joined |= set(await bot.force_join(room_id, sorted(wanted)))
     await bot.sync()
+    logger.info("rooms ready after %.2f s", time.perf_counter() - started)
 
     with store.session() as session:
         row = AnnouncementRow(created_at=now, actor=actor, sender=bot.user_id,

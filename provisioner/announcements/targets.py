@@ -5,16 +5,16 @@ A target is `all`, `department:<name>`, `location:<name>`, `group:<name>` or
 are resolved against the people the provisioner manages: directory records (department,
 location, groups, manager) joined with the stored employee <-> account links, active only.
 
-Rooms come from a `RoomSource`: the org-room store (issue 6, read-only announcement
-rooms from `policies/`) once it exists; until then `ExplicitRoom` (a room id given on
-the command line) or `NewRoomPerAnnouncement` (the bot creates an encrypted, read-only
-room with exactly the recipients).
+Rooms come from a `RoomSource`: `ExplicitRoom` (a room id given on the command line),
+`org_rooms.OrgRooms` (the org policy's read-only rooms, issue 6's managed rooms) or
+`NewRoomPerAnnouncement` (the bot creates an encrypted, read-only room with exactly the
+recipients).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,11 +139,6 @@ def resolve(targets: Sequence[Target], people: Sequence[Person]) -> list[Person]
     return [chosen[k] for k in sorted(chosen)]
 
 
-def manager_user_ids(people: Sequence[Person]) -> dict[str, str]:
-    """employee_id -> user_id for the managers' accounts."""
-    return {p.employee_id: p.user_id for p in people}
-
-
 # --- rooms ------------------------------------------------------------------------------
 
 
@@ -182,6 +177,3 @@ def check_room_id(room_id: str) -> str:
         raise TargetError(f"room {room_id!r}: expected a room id like !abc123")
     return room_id
 
-
-#: How the CLI finds the org-room store of issue 6; None while it does not exist.
-OrgRoomLookup = Callable[[Store, Sequence[Target]], list[str] | None]

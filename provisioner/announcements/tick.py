@@ -163,7 +163,6 @@ async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice, now: datet
     room_id: str | None = None
     try:
         room_id = await direct_room(bot, store, notice.user_id, now)
-        await bot.sync()
         event_id = await bot.send(room_id, {"msgtype": "m.text", "body": notice.text})
     except HauspostError as exc:
         logger.error("could not send %s of announcement %d to %s: %s", notice.stage,
