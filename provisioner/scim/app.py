@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from typing import Any, cast
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from scim2_models import (
     Filter,
     InvalidFilterException,
     Patch,
+    PatchOp,
     Reference,
     Resource,
     ResourceType,
@@ -35,6 +37,7 @@ from scim2_models import (
     UnauthorizedException,
 )
 from scim2_server.applications.asgi import ASGIApplication
+from scim2_server.conditions import Conditions
 from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
@@ -106,7 +109,39 @@ def check_filter_complexity(text: str) -> None:
             detail=f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
 
 
+_TYPED_VALUE = re.compile(r'^(emails|phoneNumbers)\[type eq "([^"]+)"\]\.value$', re.IGNORECASE)
+
+
+def typed_value_adds(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Entra ID sets a work e-mail with `add`/`replace` on `emails[type eq "work"].value`;
+    when the user has no e-mail of that type yet, nothing matches the filter (scim2-models
+    answers 400). Such an operation becomes an `add` of `{"type": ..., "value": ...}`."""
+    operations = []
+    for op in patch.get("Operations") or []:
+        match = _TYPED_VALUE.match(str(op.get("path") or ""))
+        if match and str(op.get("op")).lower() in ("add", "replace") and isinstance(
+                op.get("value"), str):
+            attribute, kind = match.group(1), match.group(2)
+            existing = [v for v in current.get(attribute) or []
+                        if str(v.get("type", "")).lower() == kind.lower()]
+            if not existing:
+                op = {"op": "add", "path": attribute,
+                      "value": [{"type": kind, "value": op["value"]}]}
+        operations.append(op)
+    return {**patch, "Operations": operations}
+
+
 class HauspostScimService(ScimService):
+    def apply_patch(self, current: Resource[Any], patch_op: PatchOp[Any],
+                    conditions: Conditions) -> Resource[Any] | None:
+        context = Context.RESOURCE_PATCH_REQUEST
+        data = patch_op.model_dump(scim_ctx=context)
+        rewritten = typed_value_adds(
+            current.model_dump(scim_ctx=None, by_alias=True, exclude_none=True), data)
+        if rewritten != data:
+            patch_op = type(patch_op).model_validate(rewritten, scim_ctx=context)
+        return super().apply_patch(current, patch_op, conditions)
+
     def patch_response(self, base_url: str, resource: Resource[Any],
                        response_parameters: ResponseParameters[Any]) -> ScimResponse:
         # Okta expects 200 with the user after a PATCH; RFC 7644 §3.5.2 allows it (204 is

@@ -195,3 +195,32 @@ def test_filter_complexity_limits(text: str) -> None:
                                   "(" * 8 + 'userName eq "x"' + ")" * 8])
 def test_filters_within_the_limits_pass(text: str) -> None:
     check_filter_complexity(text)
+
+
+async def test_entra_id_patch_quirks(h: Harness) -> None:
+    """Entra ID capitalises ops, sends booleans as strings and sets a work e-mail through a
+    filtered path even when the user has no e-mail of that type yet."""
+    _, created = await h.call("POST", "/Users", user("entra@corp.test", externalId="EN-1"))
+    operations = [
+        {"op": "Add", "path": 'emails[type eq "work"].value', "value": "first@corp.test"},
+        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "second@corp.test"},
+        {"op": "Replace", "path": "name.givenName", "value": "Enya"},
+        {"op": "Replace", "path": "active", "value": "False"},
+    ]
+    for op in operations:
+        status, body = await h.call("PATCH", f"/Users/{created['id']}",
+                                    {"schemas": [PATCH], "Operations": [op]})
+        assert status == 200, body
+    status, got = await h.call("GET", f"/Users/{created['id']}")
+    assert (got["emails"], got["name"], got["active"]) == (
+        [{"type": "work", "value": "second@corp.test"}], {"givenName": "Enya"}, False)
+    # create, two e-mail changes, the display name (now from the given name), then leave.
+    assert [j[0] for j in h.jobs()] == ["reconcile"] * 4 + ["offboard"]
+
+
+async def test_a_filtered_path_that_matches_nothing_is_still_400_for_other_attributes(
+        h: Harness) -> None:
+    _, created = await h.call("POST", "/Users", user("strict", externalId="EN-2"))
+    status, body = await h.call("PATCH", f"/Users/{created['id']}", {"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": 'addresses[type eq "home"].locality', "value": "Berlin"}]})
+    assert (status, body["scimType"]) == (400, "noTarget")
