@@ -474,3 +474,18 @@ def test_cli_announce_list_and_report(company: Company, tmp_path: Path) -> None:
     assert unknown.returncode == 3
     assert unknown.stderr.strip() == ("Error: no announcement with id 99999 "
                                       "(`hauspost announcements` lists them)")
+
+
+def test_room_where_the_bot_may_not_post_is_refused_before_anything_changes(
+        company: Company) -> None:
+    owner = company.server.create_user()
+    room_id = company.server.create_room(owner, name="Read-only elsewhere",
+                                         power_level_content_override={"events_default": 50})
+    before = _state(company)
+    proc = _cli(company, "announce", "--to", "all", "--room", room_id, "--body", "hi")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: the bot {_bot_id(company)} may not post in {room_id}: give it a power level "
+        "that may send messages there (docs/announcements.md)"]
+    assert _state(company) == before
+    assert _members(company.server, room_id) == {owner.user_id}
