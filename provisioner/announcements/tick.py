@@ -10,6 +10,7 @@ not retried (at most once is the promise; the report shows it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -156,6 +157,30 @@ async def direct_room(bot: Bot, store: Store, user_id: str, now: datetime) -> st
     return room_id
 
 
+async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str], now: datetime,
+                            concurrency: int = 8) -> int:
+    """Create the missing DMs in parallel (room creation is the slow part of a first
+    reminder to many people); returns how many were created. Failures are left to the
+    send, which records them per person."""
+    with store.session() as session:
+        have = set(session.scalars(select(BotDirectRoomRow.user_id)
+                                   .where(BotDirectRoomRow.user_id.in_(user_ids))))
+    limit = asyncio.Semaphore(concurrency)
+    created = 0
+
+    async def one(user_id: str) -> None:
+        nonlocal created
+        async with limit:
+            try:
+                await direct_room(bot, store, user_id, now)
+                created += 1
+            except HauspostError as exc:
+                logger.warning("could not open a direct chat with %s: %s", user_id, exc)
+
+    await asyncio.gather(*(one(u) for u in sorted(user_ids - have)))
+    return created
+
+
 async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice, now: datetime,
                        result: TickResult) -> None:
     if not _claim(store, notice, now):
@@ -221,7 +246,10 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     """The tick's work with an open bot (the service keeps one bot open between ticks)."""
     result = TickResult()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
-    for notice in plan_notices(store, now, config.reminder_hours):
+    planned = plan_notices(store, now, config.reminder_hours)
+    if await open_direct_rooms(bot, store, {n.user_id for n in planned}, now):
+        await bot.sync()  # nio learns the new rooms once, not once per room
+    for notice in planned:
         await _send_notice(bot, store, notice, now, result)
     if result.reminders or result.summaries or result.failed:
         with store.session() as session:
