@@ -113,18 +113,24 @@ def _secret(path: Path) -> str:
 
 
 async def ensure_bot_account(admin: SynapseAdmin, user_id: str, display_name: str,
-                             password_file: Path) -> str:
-    """Create the bot account (not a server admin) if it doesn't exist; return its password."""
+                             password_file: Path) -> tuple[str, str | None]:
+    """Create the bot account (not a server admin) if needed.
+
+    Returns its password and what was changed ("created", "password set", "reactivated")
+    or None, for the audit log.
+    """
     existing = await admin.get_account(user_id)
     had_password = password_file.exists()
     password = _secret(password_file)
-    if existing is None or not had_password or existing.deactivated:
+    change = ("created" if existing is None else "reactivated" if existing.deactivated
+              else None if had_password else "password set")
+    if change is not None:
         # A lost password file means a new password; logout_devices false keeps the device.
         await admin.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json={
             "password": password, "displayname": display_name, "admin": False,
             "deactivated": False, "logout_devices": False}, ok=(200, 201))
-        logger.info("bot account %s ready", user_id)
-    return password
+        logger.info("bot account %s: %s", user_id, change)
+    return password, change
 
 
 class Bot:
@@ -137,6 +143,8 @@ class Bot:
         self.admin_token = admin_token
         #: Sees every sync response (acknowledgements and receipts must never be skipped).
         self.on_sync = on_sync
+        #: What this start changed about the bot's account (for the audit log), or None.
+        self.account_change: str | None = None
         self._full_state_done = False
 
     @property
@@ -344,8 +352,8 @@ async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: 
     else:
         device_id = None
     async with SynapseAdmin(settings.homeserver_url, admin_token) as admin:
-        password = await ensure_bot_account(admin, user_id, config.bot_display_name,
-                                            files.password)
+        password, account_change = await ensure_bot_account(
+            admin, user_id, config.bot_display_name, files.password)
     client = _client(settings, files, user_id, device_id)
     resp = await client.login(password, device_name=DEVICE_NAME)
     if not isinstance(resp, LoginResponse):
@@ -353,7 +361,9 @@ async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: 
         raise BotError(f"the bot {user_id} cannot log in: {resp}")
     _save_device(files, user_id, str(resp.device_id), str(resp.access_token))
     logger.info("bot %s logged in on device %s", user_id, resp.device_id)
-    return await _ready(client, settings, admin_token, on_sync)
+    bot = await _ready(client, settings, admin_token, on_sync)
+    bot.account_change = account_change
+    return bot
 
 
 def _fast_crypto_store(client: AsyncClient) -> None:

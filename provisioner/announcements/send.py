@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nio import SyncResponse
@@ -59,9 +59,17 @@ def sync_handler(store: Store) -> SyncHandler:
 
 
 async def open_recording_bot(settings: Settings, config: AnnouncementConfig, admin_token: str,
-                             store: Store) -> Bot:
-    """The bot, recording acknowledgements from every sync it makes."""
-    return await open_bot(settings, config, admin_token, on_sync=sync_handler(store))
+                             store: Store, actor: str) -> Bot:
+    """The bot, recording acknowledgements from every sync it makes (and auditing a change
+    to its account)."""
+    bot = await open_bot(settings, config, admin_token, on_sync=sync_handler(store))
+    if bot.account_change is not None:
+        with store.session() as session:
+            repo.append_audit(session, actor=actor, action=f"bot.{bot.account_change.replace(' ', '_')}",
+                              target=bot.user_id, now=datetime.now(UTC),
+                              reason="the announcement bot's account (one device, "
+                                     f"{bot.device_id})")
+    return bot
 
 
 async def announce(settings: Settings, config: AnnouncementConfig, store: Store, *,
@@ -70,7 +78,7 @@ async def announce(settings: Settings, config: AnnouncementConfig, store: Store,
                    now: datetime) -> AnnounceResult:
     recipients = resolve(targets, people)  # raises before anything is sent
     started = time.perf_counter()
-    bot = await open_recording_bot(settings, config, admin_token, store)
+    bot = await open_recording_bot(settings, config, admin_token, store, actor)
     logger.info("bot ready in %.2f s", time.perf_counter() - started)
     try:
         managers = {p.employee_id: p.user_id for p in people}

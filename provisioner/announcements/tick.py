@@ -270,9 +270,10 @@ async def run_tick(settings: Settings, now: datetime | None = None) -> TickResul
     store = open_store(settings.store_url)
     try:
         token = await ensure_service_token(settings)
-        bot = await open_recording_bot(settings, config, token, store)
+        actor = current_actor()
+        bot = await open_recording_bot(settings, config, token, store, actor)
         try:
-            return await tick_with(bot, store, config, now, current_actor())
+            return await tick_with(bot, store, config, now, actor)
         finally:
             await bot.close()
     finally:

@@ -438,6 +438,13 @@ async def test_bot_keeps_its_device_and_decrypts_replies_after_a_restart(company
             RecipientRow.announcement_id == result.announcement_id,
             RecipientRow.user_id == person)).one()
         assert (row.ack_via, row.acked_at is not None) == ("reply", True)
+    # The account was created once, audited; restarts changed nothing about it.
+    with company.store.session() as session:
+        created = repo.query_audit(session, repo.AuditQuery(action="bot.created"))
+        assert [(a.target, a.actor) for a in created] == [(bot, "test")]
+        sends = repo.query_audit(session, repo.AuditQuery(
+            action="announcement.send", target=f"announcement:{result.announcement_id}"))
+        assert [(a.actor, a.reason) for a in sends] == [("test", f"announcement to person:E{i}")]
     # The reply acknowledged the newest reminder's announcement only, no older one.
     with company.store.session() as session:
         others = session.scalars(select(RecipientRow).where(
