@@ -14,6 +14,7 @@ import yaml
 from provisioner.directory.config import (
     DirectoryConfig,
     LdapSourceOptions,
+    check_scim_source,
     parse_directory,
     parse_ldap_source_options,
     validate_filter,
@@ -148,6 +149,7 @@ def parse_settings(data: object, file: Path) -> Settings:
                  if directory_section else None)
     sync = parse_sync(top.section("sync"), base)
     service = parse_service(top.section("service"), base)
+    check_scim_source(directory, scim_enabled=service.scim is not None)
     protected = tuple(top.str_list("protected_accounts"))
     policies = _path(base, top.str("policies"))
     top.done()

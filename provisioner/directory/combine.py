@@ -1,4 +1,4 @@
-"""LDAP and the HR export combined, keyed by employee id.
+"""LDAP and the HR export combined, keyed by employee id; SCIM added to either (`combine_scim`).
 
 Rules (docs/directory-sources.md, "Combining LDAP and HR"):
 
@@ -74,3 +74,53 @@ def combine(ldap: DirectoryRead, hr: HrRead, *, ldap_only: LdapOnlyRule = "inclu
                     excluded, hr.file_name)
     return DirectoryRead(employees=tuple(employees), problems=tuple(problems),
                          complete=complete, source=f"{ldap.source} + {hr.source}")
+
+
+def combine_scim(base: DirectoryRead | None, scim: DirectoryRead) -> DirectoryRead:
+    """The other sources' read (LDAP, HR, or both combined) plus SCIM, keyed by employee id.
+
+    Rules (docs/directory-sources.md, "Adding SCIM"):
+
+    1. SCIM alone is the identity source: its read as is.
+    2. Listed by both: the other source gives identity (login, name, e-mail, department,
+       location, manager, leave date); SCIM's groups are added to theirs, and SCIM's
+       `active: false` wins (as an HR leaver does): either side saying inactive is inactive.
+    3. Listed only by SCIM: kept with SCIM's identity (pushed people are employed). One whose
+       login an employee of the other source already has is skipped and reported, carrying
+       its employee id so the planner leaves that account alone.
+    4. A SCIM user that could not be read (its problem carries the employee id) leaves that
+       employee out entirely, as a bad HR row does.
+    """
+    if base is None:
+        return scim
+    by_id = {e.employee_id: e for e in scim.employees}
+    bad_scim_ids = {p.employee_id for p in scim.problems if p.employee_id}
+    problems: list[SourceProblem] = [*base.problems, *scim.problems]
+
+    employees: list[Employee] = []
+    for employee in base.employees:
+        if employee.employee_id in bad_scim_ids:
+            continue
+        pushed = by_id.get(employee.employee_id)
+        if pushed is None:
+            employees.append(employee)
+            continue
+        inactive = employee.status is Status.INACTIVE or pushed.status is Status.INACTIVE
+        employees.append(replace(employee, groups=employee.groups | pushed.groups,
+                                 status=Status.INACTIVE if inactive else Status.ACTIVE))
+
+    base_ids = {e.employee_id for e in base.employees} | base.skipped_employee_ids
+    logins = {e.localpart for e in base.employees} | base.skipped_localparts
+    for pushed in scim.employees:
+        if pushed.employee_id in base_ids:
+            continue
+        if pushed.localpart in logins:
+            problems.append(SourceProblem(
+                f"scim:{pushed.employee_id}",
+                f"login {pushed.localpart!r} belongs to another employee in {base.source}; "
+                "skipped", employee_id=pushed.employee_id))
+            continue
+        employees.append(pushed)
+    return DirectoryRead(employees=tuple(employees), problems=tuple(problems),
+                         complete=base.complete and scim.complete,
+                         source=f"{base.source} + {scim.source}")

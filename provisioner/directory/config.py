@@ -21,11 +21,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ldap3.core.exceptions import LDAPInvalidFilterError
 from ldap3.operation.search import parse_filter
 
+from provisioner.errors import ConfigError
 from provisioner.validation import Section
 
 GroupMode = Literal["group_of_names", "member_of", "none"]
 GROUP_MODES: tuple[GroupMode, ...] = ("group_of_names", "member_of", "none")
-SourceName = Literal["ldap", "hr_csv"]
+SourceName = Literal["ldap", "hr_csv", "scim"]
+SOURCE_NAMES: tuple[SourceName, ...] = ("ldap", "hr_csv", "scim")
 LdapOnlyRule = Literal["include", "exclude"]
 
 #: Roles an HR column can fill, in the order they are documented.
@@ -186,6 +188,11 @@ class DirectoryConfig:
     def uses_ldap(self) -> bool:
         return "ldap" in self.sources
 
+    @property
+    def uses_scim(self) -> bool:
+        """The people `hauspost serve` received over SCIM (provisioner/directory/scim_source.py)."""
+        return "scim" in self.sources
+
 
 def parse_time_zone(section: Section, name: str, default: str | None) -> ZoneInfo:
     value = section.str(name, default, required=default is None)
@@ -255,14 +262,24 @@ def parse_hr_csv(section: Section, base: Path, *, identity_source: bool) -> HrCs
     )
 
 
+def check_scim_source(directory: DirectoryConfig | None, *, scim_enabled: bool) -> None:
+    """`scim` as a source reads what `hauspost serve` received: without its SCIM endpoint
+    the source would always be empty, and everyone it should list would look gone."""
+    if directory is not None and directory.uses_scim and not scim_enabled:
+        raise ConfigError("lists 'scim' but the SCIM endpoint of `hauspost serve` is off "
+                          "(service.scim.enabled: false); enable it or drop 'scim'",
+                          file=directory.file, key="directory.sources")
+
+
 def parse_directory(section: Section, base: Path, *, has_ldap: bool) -> DirectoryConfig:
     """Parse the `directory:` section; `has_ldap` says whether `ldap:` is configured."""
     sources = section.str_list("sources", ["ldap"] if has_ldap else None)
     if not sources:
-        raise section.error("sources", "is required: a list of 'ldap' and/or 'hr_csv'")
+        raise section.error("sources", "is required: a list of 'ldap', 'hr_csv' and/or 'scim'")
     for i, name in enumerate(sources):
-        if name not in ("ldap", "hr_csv"):
-            raise section.error(f"sources[{i}]", f"expected 'ldap' or 'hr_csv', got {name!r}")
+        if name not in SOURCE_NAMES:
+            raise section.error(f"sources[{i}]",
+                                f"expected 'ldap', 'hr_csv' or 'scim', got {name!r}")
     if len(set(sources)) != len(sources):
         raise section.error("sources", f"lists a source twice: {sources}")
     if "ldap" in sources and not has_ldap:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from provisioner.directory.combine import combine
+from provisioner.directory.combine import combine, combine_scim
 from provisioner.directory.config import DirectoryConfig
 from provisioner.directory.hr_csv import hr_directory_read, read_hr_csv
 from provisioner.directory.ldap_source import LdapSource
@@ -32,6 +32,18 @@ def read_directory(settings: Settings) -> DirectoryRead:
     company time zone for `leave.effective_status` from `directory_config(settings)`.
     """
     config = directory_config(settings)
+    base = _read_ldap_and_hr(settings, config)
+    if not config.uses_scim:
+        assert base is not None  # noqa: S101 - parse_directory requires a source
+        return base
+    # Imported here: only a configuration listing `scim` needs the SCIM models.
+    from provisioner.directory.scim_source import read_scim_directory
+
+    return combine_scim(base, read_scim_directory(settings.store_url, settings.server_name))
+
+
+def _read_ldap_and_hr(settings: Settings, config: DirectoryConfig) -> DirectoryRead | None:
+    """LDAP, the HR export or both combined; None when neither is configured (SCIM alone)."""
     ldap_read = None
     if config.uses_ldap:
         if settings.ldap is None:  # parse_directory refuses this; kept for hand-made configs
@@ -39,7 +51,6 @@ def read_directory(settings: Settings) -> DirectoryRead:
                               file=str(settings.file), key="directory.sources")
         ldap_read = LdapSource(settings.ldap, server_name=settings.server_name).read()
     if config.hr_csv is None:
-        assert ldap_read is not None  # noqa: S101 - parse_directory requires a source
         return ldap_read
     hr = read_hr_csv(config.hr_csv, settings.server_name)
     if ldap_read is None:

@@ -130,8 +130,8 @@ def test_hr_csv_alone_needs_login_and_name_columns(tmp_path: Path) -> None:
     ({"sources": ["ldap", "hr_csv"], "time_zone": "Europe/Berln", "hr_csv": HR},
      "directory.time_zone: unknown time zone 'Europe/Berln' (expected an IANA name such as "
      "'Europe/Berlin')"),
-    ({"sources": ["ldap", "scim"]}, "directory.sources[1]: expected 'ldap' or 'hr_csv', got "
-                                    "'scim'"),
+    ({"sources": ["ldap", "workday"]}, "directory.sources[1]: expected 'ldap', 'hr_csv' or "
+                                       "'scim', got 'workday'"),
     ({"sources": ["ldap"], "hr_csv": HR},
      "directory.hr_csv: is configured but 'hr_csv' is not listed in sources"),
     ({"sources": ["ldap", "hr_csv"], "time_zone": "UTC"},
