@@ -54,6 +54,7 @@ from provisioner.settings import Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
 from provisioner.store.announcement_models import AnnouncementRow, RecipientRow
+from provisioner.store.rooms_models import ManagedRoomRow
 from tests.harness.e2ee import E2EEError, close_all, e2ee_login, send_content
 from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, TestUser
 
@@ -496,3 +497,48 @@ def test_room_where_the_bot_may_not_post_is_refused_before_anything_changes(
         "that may send messages there (docs/announcements.md)"]
     assert _state(company) == before
     assert _members(company.server, room_id) == {owner.user_id}
+
+
+async def test_announcement_to_all_goes_into_the_org_policy_s_read_only_room(
+        company: Company, tmp_path: Path) -> None:
+    """With `policies:` set, `--to all` uses the managed read-only all-hands room (here set
+    up as issue 6's sync would, with the bot as a poster); a department without such a room
+    gets a room of its own."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "company.yaml").write_text(
+        "rooms:\n  - key: announcements\n    name: Ankündigungen\n    members: all\n"
+        "    mandatory: true\n    read_only: true\n", encoding="utf-8")
+    bot = f"@hauspost-bot:{company.server.server_name}"
+    with company.server.client(company.server.admin_token) as c:
+        resp = c.post("/_matrix/client/v3/createRoom", json={
+            "name": "Ankündigungen", "initial_state": [
+                {"type": "m.room.encryption", "state_key": "",
+                 "content": {"algorithm": "m.megolm.v1.aes-sha2"}}],
+            "power_level_content_override": {
+                "users": {bot: 10}, "events_default": 10, "events": {"m.reaction": 0}}})
+        resp.raise_for_status()
+        org_room = resp.json()["room_id"]
+    now = datetime.now(UTC)
+    with company.store.session() as session:
+        session.add(ManagedRoomRow(policy_key="announcements", room_id=org_room, kind="room",
+                                   status="active", on_removed="archive", created_at=now,
+                                   updated_at=now))
+    config_file = company.data_dir / "hauspost.yaml"
+    original = config_file.read_text(encoding="utf-8")
+    config_file.write_text(json.dumps({**json.loads(original), "policies": str(policies)}),
+                           encoding="utf-8")
+    try:
+        proc = _cli(company, "announce", "--to", "all", "--body", "Betriebsversammlung", "--json")
+        assert proc.returncode == 0, proc.stderr
+        sent = json.loads(proc.stdout)
+        assert sent["rooms"] == [org_room] and sent["delivered"] == 20
+        assert _members(company.server, org_room) == {
+            *company.user_ids, bot, company.server.admin_user_id}
+        other = json.loads(_cli(company, "announce", "--to", "department:IT", "--body",
+                                "IT only", "--json").stdout)
+        assert other["rooms"] != [org_room] and other["recipients"] == 6
+    finally:
+        config_file.write_text(original, encoding="utf-8")
+    (event,) = await _wait_for(company.clients[7], org_room, sent["event_ids"][0])
+    assert isinstance(event, RoomMessageText) and event.body == "Betriebsversammlung"
