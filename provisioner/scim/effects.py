@@ -4,6 +4,10 @@
 - active -> inactive, or deleted          -> offboard at once (provisioner/offboard.py)
 - name or e-mail changed while active     -> reconcile (display name, e-mail)
 - created inactive, changed while inactive -> nothing for Synapse (recorded only)
+
+With `scim` among the directory sources and rooms managed, membership changes also queue
+one room sync (`room_sync_job`): a group created, changed or deleted, a user created active
+or set active again. Pending room syncs coalesce into one: it reads every group when it runs.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from provisioner.scim.person import ScimPerson
-from provisioner.service.queue import KIND_OFFBOARD, KIND_RECONCILE, JobSpec
+from provisioner.service.queue import KIND_OFFBOARD, KIND_RECONCILE, KIND_ROOMS, JobSpec
+
+ROOM_SYNC_KEY = "rooms"
 
 
 def reconcile_job(person: ScimPerson, user_id: str, *, reactivate: bool, reason: str) -> JobSpec:
@@ -43,3 +49,14 @@ def user_effects(old: ScimPerson | None, new: ScimPerson | None, user_id: str) -
         return [reconcile_job(new, user_id, reactivate=False,
                               reason="profile changed by the SCIM client")]
     return []
+
+
+def room_sync_job(reason: str) -> JobSpec:
+    return JobSpec(kind=KIND_ROOMS, target="rooms", reason=reason, dedupe_key=ROOM_SYNC_KEY)
+
+
+def changes_rooms(user_jobs: list[JobSpec]) -> bool:
+    """A user's changes that can put them into rooms: created active or active again (both
+    queue a reconcile with `reactivate`)."""
+    return any(j.kind == KIND_RECONCILE and (j.payload or {}).get("reactivate")
+               for j in user_jobs)

@@ -3,7 +3,8 @@ and uniqueness, written through to the state store, and every change turned into
 
 One process owns the SCIM resources (the service), so the index loaded at start-up stays
 exact. Each write is one store transaction holding the resource, its audit row (the SCIM
-client as actor) and the jobs it causes (offboard, reconcile); the HTTP answer is sent
+client as actor) and the jobs it causes (offboard, reconcile, and with `rooms_follow` a
+room sync for membership changes, provisioner/scim/effects.py); the HTTP answer is sent
 only after that commit. If the commit fails the index is reloaded from the store, so the
 client's view and the store never differ.
 
@@ -37,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisioner.planner import user_id_for
-from provisioner.scim.effects import user_effects
+from provisioner.scim.effects import changes_rooms, room_sync_job, user_effects
 from provisioner.scim.person import ScimPerson, employee_id_for, person_of
 from provisioner.service.queue import JobSpec, enqueue
 from provisioner.store import Store
@@ -92,6 +93,10 @@ def _members(resource: Resource[Any] | None) -> set[str]:
     return {str(m["value"]) for m in members or [] if isinstance(m, dict) and m.get("value")}
 
 
+def _display_name(resource: Resource[Any] | None) -> str:
+    return str(dump(resource).get("displayName") or "") if resource is not None else ""
+
+
 class HauspostScimStorage(AsyncScimStorage):
     supports_cursors = False
 
@@ -99,8 +104,11 @@ class HauspostScimStorage(AsyncScimStorage):
                  models: dict[str, type[Resource[Any]]],
                  on_queued: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 lock: asyncio.Lock | None = None) -> None:
+                 lock: asyncio.Lock | None = None, rooms_follow: bool = False) -> None:
         self._store = store
+        #: Queue a room sync when memberships change: `scim` is a directory source and
+        #: rooms are managed, so SCIM groups feed the org policy's group rules.
+        self._rooms_follow = rooms_follow
         self._server_name = server_name
         self._protected = protected
         self._models = models
@@ -169,6 +177,7 @@ class HauspostScimStorage(AsyncScimStorage):
                 person = person_of(body, employee_id=employee_id_for(body, str(created.id)))
                 link = await asyncio.to_thread(self._claim, person, str(created.id))
                 jobs = user_effects(None, person, link.user_id)
+            jobs += self._room_jobs(resource_type, None, created, jobs)
             await asyncio.to_thread(self._persist, resource_type, created, None, link, jobs,
                                     f"scim.{_kind(resource_type)}.create",
                                     self._describe(None, created, person))
@@ -192,6 +201,7 @@ class HauspostScimStorage(AsyncScimStorage):
             new_person = person_of(dump(resource), employee_id=link.employee_id)
             jobs = user_effects(old_person, new_person, link.user_id)
         updated = self._index.update(resource_type, resource, expected_version=expected_version)
+        jobs += self._room_jobs(resource_type, old, updated, jobs)
         try:
             details = self._describe(old, updated, new_person)
             if old_person is not None and new_person is not None:
@@ -215,6 +225,7 @@ class HauspostScimStorage(AsyncScimStorage):
             jobs = user_effects(person_of(dump(old), employee_id=link.employee_id), None,
                                 link.user_id)
         self._index.delete(resource_type, resource_id, expected_version=expected_version)
+        jobs += self._room_jobs(resource_type, old, None, jobs)
         try:
             await asyncio.to_thread(self._persist, resource_type, None, old, link, jobs,
                                     f"scim.{_kind(resource_type)}.delete",
@@ -226,6 +237,23 @@ class HauspostScimStorage(AsyncScimStorage):
         self._after(jobs)
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _room_jobs(self, resource_type: ResourceType, old: Resource[Any] | None,
+                   new: Resource[Any] | None, user_jobs: list[JobSpec]) -> list[JobSpec]:
+        """One room sync when this change can move someone into or out of a room."""
+        if not self._rooms_follow:
+            return []
+        if _is_user(resource_type):
+            return [room_sync_job("a SCIM user became active")] if changes_rooms(
+                user_jobs) else []
+        name = _display_name(new if new is not None else old)
+        if old is None:
+            return [room_sync_job(f"SCIM group {name!r} created")]
+        if new is None:
+            return [room_sync_job(f"SCIM group {name!r} deleted")]
+        if _members(old) != _members(new) or _display_name(old) != name:
+            return [room_sync_job(f"SCIM group {name!r} changed")]
+        return []
 
     def _after(self, jobs: list[JobSpec]) -> None:
         if jobs:

@@ -22,7 +22,11 @@ from provisioner.store.service_models import JOB_DONE, JOB_FAILED, JOB_PENDING, 
 KIND_OFFBOARD = "offboard"
 KIND_RECONCILE = "reconcile"
 KIND_SYNC = "sync"
-KINDS = (KIND_OFFBOARD, KIND_RECONCILE, KIND_SYNC)
+#: The room part of a sync alone (provisioner/service/room_job.py), after SCIM group changes.
+KIND_ROOMS = "rooms"
+KINDS = (KIND_OFFBOARD, KIND_RECONCILE, KIND_SYNC, KIND_ROOMS)
+#: Kinds that change one account; a room sync waits for those accepted before it.
+ACCOUNT_KINDS = (KIND_OFFBOARD, KIND_RECONCILE)
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,21 @@ def enqueue(session: Session, spec: JobSpec, *, actor: str, source: str,
 
 def due_jobs(session: Session, now: datetime, limit: int = 50) -> list[ServiceJobRow]:
     """Pending jobs whose time has come, oldest first; a job waits while an older pending
-    job of the same target exists (changes to one person apply in the order accepted)."""
+    job of the same target exists (changes to one person apply in the order accepted), and
+    a room sync waits while an older account change is pending (a new hire's account must
+    exist before the room sync can add it)."""
     pending = session.scalars(select(ServiceJobRow).where(ServiceJobRow.state == JOB_PENDING)
                               .order_by(ServiceJobRow.id)).all()
     blocked: set[str] = set()
+    account_change_pending = False
     out: list[ServiceJobRow] = []
     for job in pending:
         if job.target in blocked:
             continue
         blocked.add(job.target)
+        if job.kind == KIND_ROOMS and account_change_pending:
+            continue
+        account_change_pending |= job.kind in ACCOUNT_KINDS
         if job.next_attempt_at <= now:
             out.append(job)
             if len(out) >= limit:

@@ -85,6 +85,13 @@ def load_secrets(settings: Settings) -> Secrets:
     return Secrets(token, secret)
 
 
+def rooms_follow_scim_groups(settings: Settings) -> bool:
+    """SCIM membership changes queue a room sync only where they can change a room: rooms
+    are managed and `scim` is a directory source (else the room sync never sees SCIM groups)."""
+    directory = settings.directory
+    return settings.policies is not None and directory is not None and directory.uses_scim
+
+
 class Service:
     def __init__(self, settings: Settings, store: Store, secrets: Secrets) -> None:
         self.settings = settings
@@ -110,7 +117,7 @@ class Service:
                 self.store, server_name=self.settings.server_name,
                 protected=policy_for(self.settings).protected,
                 models=resource_models(provider), on_queued=self.worker.wake,
-                lock=self.queue_lock)
+                lock=self.queue_lock, rooms_follow=rooms_follow_scim_groups(self.settings))
             count = self.storage.load()
             logger.info("SCIM: %d stored resources loaded", count)
             scim = ScimApplication(self.storage, provider, token=self.secrets.scim_token,

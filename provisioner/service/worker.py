@@ -4,7 +4,9 @@ Jobs run one at a time, oldest first, through the same code paths as the CLI:
 - `offboard`  -> provisioner/offboard.py `offboard()` (what `hauspost offboard` runs);
 - `reconcile` -> the planner for this one person, applied by provisioner/apply.py
                  (create / link / rename / e-mail / reactivate, audited like a sync);
-- `sync`      -> provisioner/sync_run.py `run_sync()` (the directory sync).
+- `sync`      -> provisioner/sync_run.py `run_sync()` (the directory sync);
+- `rooms`     -> provisioner/service/room_job.py `run_room_sync()` (the room part alone,
+                 after SCIM membership changes).
 
 Synapse unreachable, 5xx or an unexpected error: the job stays pending and is tried again
 after 1, 2, 4 … seconds up to `service.retry_max_seconds`. A refusal that no retry can
@@ -30,6 +32,7 @@ from provisioner.planner import Account, MassDeactivationError, Plan, build_plan
 from provisioner.service.queue import (
     KIND_OFFBOARD,
     KIND_RECONCILE,
+    KIND_ROOMS,
     KIND_SYNC,
     due_jobs,
     mark_done,
@@ -37,6 +40,7 @@ from provisioner.service.queue import (
     mark_retry,
     next_due_at,
 )
+from provisioner.service.room_job import run_room_sync
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings
 from provisioner.store import Store
@@ -169,6 +173,8 @@ class JobWorker:
             await self._reconcile(job)
         elif job.kind == KIND_SYNC:
             await self._sync(job)
+        elif job.kind == KIND_ROOMS:
+            await self._rooms(job)
         else:
             raise PermanentJobError(f"unknown job kind {job.kind!r}")
 
@@ -232,3 +238,10 @@ class JobWorker:
         if outcome.result.failures:
             raise HauspostError(f"sync run {outcome.run_id}: {len(outcome.result.failures)} "
                                 "change(s) failed")
+
+    async def _rooms(self, job: ServiceJobRow) -> None:
+        _, token = await self._get_admin()
+        outcome = await run_room_sync(self.settings, self.store, token, actor=job.actor)
+        if outcome is not None and outcome.result.failures:
+            raise HauspostError(f"{len(outcome.result.failures)} room change(s) failed: "
+                                f"{outcome.result.failures[0].error}")
