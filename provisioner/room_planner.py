@@ -14,6 +14,9 @@ No I/O. Rules (docs/org-rooms.md explains each):
 - Members who no longer match are removed with a reason. Protected accounts and the
   accounts of skipped (bad) directory entries are neither added nor removed; after an
   incomplete read nobody is removed and no room is archived.
+- The announcement bot (`announcer`) is a member and poster of every read-only room, so
+  `hauspost announce` can post there; it is never removed from any managed room, and is
+  not put into other rooms or spaces.
 - A managed room that leaves the policy is archived (members removed, read-only, out of
   its space, history kept) or, with `on_removed: keep`, released: members stay and the
   room is no longer managed (nor mandatory). Rooms the policy never managed are left alone.
@@ -94,6 +97,10 @@ class RoomPlanContext:
     #: user ID -> when (ms) the account was last reactivated (rehire). Synapse's
     #: deactivation parts rooms *as the user*; a leave before the rehire is not a choice.
     rehired_at: Mapping[str, int] = field(default_factory=dict)
+    #: The announcement bot: joined to and poster in every read-only room (even when it is
+    #: also protected from the account sync), never removed from a managed room. None when
+    #: the policy has no read-only room.
+    announcer: str | None = None
 
 
 # --- desired state -----------------------------------------------------------------------
@@ -181,10 +188,12 @@ def _values(room: RoomPolicy, members: Sequence[Member]) -> dict[str, str]:
     return out
 
 
-def expand(policy: PolicySet, members: Sequence[Member], service_user_id: str
-           ) -> list[DesiredRoom]:
+def expand(policy: PolicySet, members: Sequence[Member], service_user_id: str,
+           announcer: str | None = None) -> list[DesiredRoom]:
     """Every space and room the policy asks for, with exactly its members. Spaces first,
-    parents before children."""
+    parents before children. A read-only room also has the `announcer` as a member and
+    poster (the spaces above it do not: the bot has nothing to do there)."""
+    bot = frozenset({announcer} if announcer is not None else ()) - {service_user_id}
     rooms: list[DesiredRoom] = []
     for room in policy.rooms:
         matched = [m for m in members if room.members.matches(m.employee)]
@@ -198,11 +207,13 @@ def expand(policy: PolicySet, members: Sequence[Member], service_user_id: str
                           if folded in employee_values(m.employee, room.for_each)]
                 variants.append((f"{room.key}/{label}", label, subset))
         for key, value, subset in variants:
-            ids = frozenset(m.user_id for m in subset)
+            ids = frozenset(m.user_id for m in subset) | (bot if room.read_only else frozenset())
             moderators = {m.user_id for m in subset
                           if room.moderators is not None and room.moderators.matches(m.employee)}
             posters = {m.user_id for m in subset
                        if room.posters is not None and room.posters.matches(m.employee)}
+            if room.read_only:
+                posters |= bot
             rule = room.members.describe()
             if value is not None:
                 rule = f"{room.for_each} {value}" + ("" if rule == "all employees"
@@ -216,12 +227,12 @@ def expand(policy: PolicySet, members: Sequence[Member], service_user_id: str
                                           read_only=room.read_only),
                 history_visibility=room.history_visibility, on_removed=room.on_removed,
                 rule=rule))
-    spaces = _expand_spaces(policy.spaces, rooms)
+    spaces = _expand_spaces(policy.spaces, rooms, bot)
     return spaces + rooms
 
 
-def _expand_spaces(spaces: Sequence[SpacePolicy], rooms: Sequence[DesiredRoom]
-                   ) -> list[DesiredRoom]:
+def _expand_spaces(spaces: Sequence[SpacePolicy], rooms: Sequence[DesiredRoom],
+                   bot: frozenset[str]) -> list[DesiredRoom]:
     """A space's members are the members of everything inside it, so each employee sees
     the part of the hierarchy that concerns them."""
     by_key = {s.key: s for s in spaces}
@@ -232,7 +243,7 @@ def _expand_spaces(spaces: Sequence[SpacePolicy], rooms: Sequence[DesiredRoom]
     direct: dict[str, set[str]] = defaultdict(set)
     for r in rooms:
         if r.parent is not None:
-            direct[r.parent] |= r.members
+            direct[r.parent] |= r.members - bot
 
     def members_of(key: str) -> set[str]:
         out = set(direct[key])
@@ -479,9 +490,13 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
                managed: Mapping[str, ManagedRoom], states: Mapping[str, RoomState],
                context: RoomPlanContext) -> RoomPlan:
     """Compute the room actions that bring Synapse in line with the policy. Pure."""
-    desired = expand(policy, members, context.service_user_id)
+    desired = expand(policy, members, context.service_user_id, context.announcer)
     known = {m.user_id for m in members}
-    untouchable = context.protected | context.held | {context.service_user_id}
+    announcer = context.announcer
+    # The announcer is added by this planner even though the account sync protects it.
+    untouchable = (context.protected | context.held | {context.service_user_id}) - {announcer}
+    # ...and, once in a managed room, never removed from it (the bot may be posting there).
+    never_removed = untouchable | ({announcer} if announcer is not None else set())
     creates: list[RoomAction] = []
     settings: list[RoomAction] = []
     children: list[RoomAction] = []
@@ -525,6 +540,10 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
                 continue
             if current is not None and current.membership == "ban":
                 continue
+            if user_id == announcer:  # it posts here, even if it left once
+                adds.append(AddMember(want.key, user_id,
+                                      "the announcement bot posts in read-only rooms"))
+                continue
             opted_out = (current is not None and current.membership == "leave"
                          and current.sender == user_id
                          and current.at > context.rehired_at.get(user_id, -1))
@@ -535,7 +554,7 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
         for user_id, current in sorted(have.members.items()):
             if current.membership not in ("join", "invite") or user_id in want.members:
                 continue
-            if user_id in untouchable:
+            if user_id in never_removed:
                 continue
             if not context.removals_allowed:
                 withheld += 1
@@ -570,7 +589,7 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
             continue
         archives.append(ArchiveRoom(key, reason))
         for user_id, current in sorted(state.members.items()):
-            if current.membership in ("join", "invite") and user_id not in untouchable:
+            if current.membership in ("join", "invite") and user_id not in never_removed:
                 removes.append(RemoveMember(key, user_id, "room archived"))
         for parent_key, parent_row in sorted(managed.items()):
             parent_state = states.get(parent_key)
