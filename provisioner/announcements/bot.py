@@ -22,7 +22,6 @@ import io
 import json
 import logging
 import os
-import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,17 +43,21 @@ from nio import (
     WhoamiResponse,
 )
 
+# Re-exported: the account helpers live without nio for the room sync's sake.
+from provisioner.announcements.bot_account import PASSWORD_FILE as PASSWORD_FILE
+from provisioner.announcements.bot_account import _read_secret, bot_user_id
+from provisioner.announcements.bot_account import _secret as _secret
+from provisioner.announcements.bot_account import ensure_bot_account as ensure_bot_account
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.data_dir import _write_private
 from provisioner.errors import HauspostError
 from provisioner.settings import Settings
-from provisioner.synapse_admin import SynapseAdmin, q
+from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 
 BOT_STORE_DIR = "bot-store"
 DEVICE_FILE = "bot_device.json"
-PASSWORD_FILE = "bot_password"  # noqa: S105 - a file name, not a password
 STORE_KEY_FILE = "bot_store_key"
 DEVICE_NAME = "Hauspost announcements"
 
@@ -94,43 +97,6 @@ class BotFiles:
     @property
     def store_key(self) -> Path:
         return self.keys / STORE_KEY_FILE
-
-
-def _read_secret(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def _secret(path: Path) -> str:
-    value = _read_secret(path)
-    if value is None:
-        value = secrets.token_urlsafe(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, value + "\n")
-    return value
-
-
-async def ensure_bot_account(admin: SynapseAdmin, user_id: str, display_name: str,
-                             password_file: Path) -> tuple[str, str | None]:
-    """Create the bot account (not a server admin) if needed.
-
-    Returns its password and what was changed ("created", "password set", "reactivated")
-    or None, for the audit log.
-    """
-    existing = await admin.get_account(user_id)
-    had_password = password_file.exists()
-    password = _secret(password_file)
-    change = ("created" if existing is None else "reactivated" if existing.deactivated
-              else None if had_password else "password set")
-    if change is not None:
-        # A lost password file means a new password; logout_devices false keeps the device.
-        await admin.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json={
-            "password": password, "displayname": display_name, "admin": False,
-            "deactivated": False, "logout_devices": False}, ok=(200, 201))
-        logger.info("bot account %s: %s", user_id, change)
-    return password, change
 
 
 class Bot:
@@ -331,7 +297,7 @@ async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: 
                    on_sync: SyncHandler | None = None) -> Bot:
     """Log the bot in (first run) or restore its one device (every later run)."""
     files = BotFiles.of(settings)
-    user_id = f"@{config.bot_localpart}:{settings.server_name}"
+    user_id = bot_user_id(config, settings.server_name)
     saved: dict[str, str] | None = None
     raw = _read_secret(files.device)
     if raw is not None:

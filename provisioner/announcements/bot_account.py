@@ -1,0 +1,60 @@
+"""The announcement bot's account (admin API only, no matrix-nio).
+
+Kept apart from `bot.py` so the room sync can make sure the account exists before it
+joins the bot to the read-only org rooms, without importing the E2EE client.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from provisioner.announcements.config import AnnouncementConfig
+from provisioner.data_dir import _write_private
+from provisioner.synapse_admin import SynapseAdmin, q
+
+logger = logging.getLogger(__name__)
+
+PASSWORD_FILE = "bot_password"  # noqa: S105 - a file name, not a password
+
+
+def bot_user_id(config: AnnouncementConfig, server_name: str) -> str:
+    return f"@{config.bot_localpart}:{server_name}"
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _secret(path: Path) -> str:
+    value = _read_secret(path)
+    if value is None:
+        value = secrets.token_urlsafe(32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, value + "\n")
+    return value
+
+
+async def ensure_bot_account(admin: SynapseAdmin, user_id: str, display_name: str,
+                             password_file: Path) -> tuple[str, str | None]:
+    """Create the bot account (not a server admin) if needed.
+
+    Returns its password and what was changed ("created", "password set", "reactivated")
+    or None, for the audit log.
+    """
+    existing = await admin.get_account(user_id)
+    had_password = password_file.exists()
+    password = _secret(password_file)
+    change = ("created" if existing is None else "reactivated" if existing.deactivated
+              else None if had_password else "password set")
+    if change is not None:
+        # A lost password file means a new password; logout_devices false keeps the device.
+        await admin.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json={
+            "password": password, "displayname": display_name, "admin": False,
+            "deactivated": False, "logout_devices": False}, ok=(200, 201))
+        logger.info("bot account %s: %s", user_id, change)
+    return password, change
