@@ -8,6 +8,7 @@ Rooms are managed only when hauspost.yaml names a `policies:` directory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from urllib.parse import quote
 
 from sqlalchemy import func, select, update
 
+from provisioner.announcements.bot_account import (
+    bot_password_file,
+    bot_user_id,
+    ensure_bot_account,
+)
+from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
 from provisioner.employee import DirectoryRead
+from provisioner.errors import HauspostError
 from provisioner.planner import (
     CreateAccount,
     Deactivate,
@@ -28,9 +36,10 @@ from provisioner.planner import (
     user_id_for,
 )
 from provisioner.policy import PolicySet, load_policies
-from provisioner.room_apply import RoomApplyResult, apply_room_plan
+from provisioner.room_apply import RoomApplyResult, RoomFailure, apply_room_plan
 from provisioner.room_planner import (
     MARKER,
+    AddMember,
     ManagedRoom,
     Member,
     Membership,
@@ -41,6 +50,7 @@ from provisioner.room_planner import (
 )
 from provisioner.settings import Settings
 from provisioner.store import Store
+from provisioner.store import repository as repo
 from provisioner.store.models import AccountRow, AuditRow
 from provisioner.store.rooms_models import ManagedRoomRow
 from provisioner.synapse_admin import SynapseAdmin
@@ -60,10 +70,24 @@ class RoomOutcome:
 
 
 def load_room_policy(settings: Settings) -> PolicySet | None:
-    """The validated policy, or None when rooms are not managed. Raises PolicyError."""
+    """The validated policy, or None when rooms are not managed. Raises PolicyError, or
+    ConfigError for a broken announcements.yaml when the policy has read-only rooms (so a
+    run stops before anything changes, not halfway)."""
     if settings.policies is None:
         return None
-    return load_policies(settings.policies)
+    policy = load_policies(settings.policies)
+    announcement_bot(settings, policy)
+    return policy
+
+
+def announcement_bot(settings: Settings, policy: PolicySet | None
+                     ) -> tuple[str, AnnouncementConfig] | None:
+    """The announcement bot's user ID and config, when the policy has a read-only room for
+    it to post in (docs/announcements.md); else None. Raises ConfigError."""
+    if policy is None or not any(room.read_only for room in policy.rooms):
+        return None
+    config = load_announcement_config(settings.data_dir)
+    return bot_user_id(config, settings.server_name), config
 
 
 # --- current state -----------------------------------------------------------------------
@@ -181,8 +205,11 @@ def rehire_times(store: Store, planned: Plan | None = None, now: datetime | None
 
 def context_for(settings: Settings, directory: DirectoryRead,
                 accounts: Mapping[str, tuple[str, bool]],
-                rehired_at: Mapping[str, int] | None = None) -> RoomPlanContext:
+                rehired_at: Mapping[str, int] | None = None,
+                policy: PolicySet | None = None) -> RoomPlanContext:
     from provisioner.sync_run import policy_for
+
+    bot = announcement_bot(settings, policy)
 
     held = {accounts[e][0] for e in directory.skipped_employee_ids if e in accounts}
     # Deactivation parts every room in the background (Synapse): removing them as well
@@ -194,7 +221,8 @@ def context_for(settings: Settings, directory: DirectoryRead,
                            service_user_id=settings.service_user_id,
                            protected=policy_for(settings).protected, held=frozenset(held),
                            removals_allowed=directory.complete and not anonymous,
-                           rehired_at=dict(rehired_at or {}))
+                           rehired_at=dict(rehired_at or {}),
+                           announcer=bot[0] if bot is not None else None)
 
 
 async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
@@ -207,7 +235,7 @@ async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
     members = members_from(directory, accounts, settings, now)
     plan = plan_rooms(policy, members, managed, states,
                       context_for(settings, directory, accounts,
-                                  rehire_times(store, planned, now)))
+                                  rehire_times(store, planned, now), policy))
     return plan, managed, states
 
 
@@ -237,12 +265,42 @@ async def sync_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdm
     plan, managed, _ = await plan_room_changes(settings, policy, store, admin, directory,
                                             stored_accounts(store), now)
     _record_on_removed(store, policy, managed)
+    bot = announcement_bot(settings, policy)
+    bot_adds = [a for a in plan.actions
+                if bot is not None and isinstance(a, AddMember) and a.user_id == bot[0]]
+    to_apply, not_applied = plan, []
+    if bot is not None and bot_adds:
+        try:
+            await _ensure_bot_account(settings, store, admin, bot, run_id=run_id, actor=actor)
+        except (HauspostError, OSError) as exc:
+            # Everything else still applies; the bot's joins are reported as failed.
+            logger.error("the announcement bot's account could not be made ready: %s", exc)
+            to_apply = dataclasses.replace(plan, actions=tuple(
+                a for a in plan.actions if a not in bot_adds))
+            not_applied = [RoomFailure(a, f"the bot's account is not ready: {exc}")
+                           for a in bot_adds]
     result = await apply_room_plan(
-        plan, admin=admin, store=store, run_id=run_id, actor=actor,
+        to_apply, admin=admin, store=store, run_id=run_id, actor=actor,
         server_name=settings.server_name,
         room_ids={k: r.room_id for k, r in managed.items() if r.status != "released"},
         concurrency=settings.sync.concurrency, progress=progress)
+    result.failures.extend(not_applied)
     return RoomOutcome(plan=plan, result=result)
+
+
+async def _ensure_bot_account(settings: Settings, store: Store, admin: SynapseAdmin,
+                              bot: tuple[str, AnnouncementConfig], *, run_id: int,
+                              actor: str) -> None:
+    """Create (or reactivate) the bot's account before the plan joins it to a room: the
+    admin API can only join an existing account. Audited like `hauspost announce` does."""
+    user_id, config = bot
+    _password, change = await ensure_bot_account(admin, user_id, config.bot_display_name,
+                                                 bot_password_file(settings))
+    if change is not None:
+        with store.session() as session:
+            repo.append_audit(session, actor=actor, action=f"bot.{change.replace(' ', '_')}",
+                              target=user_id, now=datetime.now(UTC), run_id=run_id,
+                              reason="the announcement bot posts in the read-only org rooms")
 
 
 def _record_on_removed(store: Store, policy: PolicySet,

@@ -13,6 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from provisioner import room_sync
+from provisioner.announcements.bot_account import bot_user_id
+from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
 from provisioner.apply import ApplyOptions, ApplyResult, apply_plan
 from provisioner.directory.read import directory_config, read_directory
 from provisioner.employee import DirectoryRead
@@ -42,9 +44,21 @@ def default_reader(settings: Settings) -> DirectoryRead:
     return read_directory(settings)
 
 
+def _announcement_bot(settings: Settings) -> str:
+    try:
+        config = load_announcement_config(settings.data_dir)
+    except ConfigError as exc:
+        # Offboarding must not wait for a typo in announcements.yaml; the room sync and
+        # `hauspost announce` refuse the broken file themselves.
+        logger.warning("protecting the default announcement bot: %s", exc)
+        config = AnnouncementConfig()
+    return bot_user_id(config, settings.server_name)
+
+
 def policy_for(settings: Settings) -> PlanPolicy:
+    # The announcement bot belongs to hauspost, not to an employee (docs/announcements.md).
     protected = frozenset({settings.service_user_id, *settings.protected_accounts,
-                           *settings.sync.protected_accounts})
+                           *settings.sync.protected_accounts, _announcement_bot(settings)})
     try:
         tz = directory_config(settings).time_zone
     except ConfigError:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.data_dir import _write_private
+from provisioner.settings import Settings
 from provisioner.synapse_admin import SynapseAdmin, q
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,11 @@ PASSWORD_FILE = "bot_password"  # noqa: S105 - a file name, not a password
 
 def bot_user_id(config: AnnouncementConfig, server_name: str) -> str:
     return f"@{config.bot_localpart}:{server_name}"
+
+
+def bot_password_file(settings: Settings) -> Path:
+    """Next to the service account's token (`keys/`), as `bot.BotFiles.password`."""
+    return settings.service_token_file.parent / PASSWORD_FILE
 
 
 def _read_secret(path: Path) -> str | None:

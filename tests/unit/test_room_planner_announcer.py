@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
-from provisioner.employee import Employee
-from provisioner.policy import parse_texts
+from provisioner.employee import DirectoryRead, Employee
+from provisioner.errors import ConfigError
+from provisioner.policy import PolicySet, parse_texts
 from provisioner.room_planner import (
     AddMember,
     ArchiveRoom,
@@ -27,6 +29,9 @@ from provisioner.room_planner import (
     plan_rooms,
     power_levels,
 )
+from provisioner.room_sync import context_for
+from provisioner.settings import Settings
+from provisioner.sync_run import policy_for
 
 SERVICE = "@hauspost:example.com"
 BOT = "@hauspost-bot:example.com"
@@ -233,3 +238,46 @@ def test_the_bot_as_announcer_is_never_the_service_account_s_stand_in() -> None:
     assert SERVICE not in {getattr(a, "user_id", None) for a in plan.actions}
     assert all(SERVICE not in a.power_levels["users"] for a in plan.actions
                if isinstance(a, CreateRoom))
+
+
+# --- the adapters: which bot, and when ---------------------------------------------------
+
+
+def _settings(tmp_path: Path, announcements: str | None) -> Settings:
+    if announcements is not None:
+        (tmp_path / "announcements.yaml").write_text(announcements, encoding="utf-8")
+    return Settings(file=tmp_path / "hauspost.yaml", server_name="example.com",
+                    homeserver_url="http://127.0.0.1:1", homeserver_config=tmp_path / "hs.yaml",
+                    service_localpart="hauspost", service_token_file=tmp_path / "keys" / "t",
+                    store_url="sqlite://")
+
+
+WITHOUT_READ_ONLY = parse_texts({"p.yaml": "rooms:\n  - key: chat\n    name: Plaudern\n"})
+READ = DirectoryRead(employees=(), source="test")
+
+
+@pytest.mark.parametrize(("policy", "announcements", "announcer"), [
+    (POLICY, None, BOT),
+    (POLICY, "bot_localpart: news\n", "@news:example.com"),
+    (WITHOUT_READ_ONLY, "bot_localpart: news\n", None),
+    (None, None, None),
+], ids=["default bot", "configured bot", "no read-only room", "no policy"])
+def test_the_context_names_the_bot_only_when_a_read_only_room_exists(
+        tmp_path: Path, policy: PolicySet | None, announcements: str | None,
+        announcer: str | None) -> None:
+    context = context_for(_settings(tmp_path, announcements), READ, {}, policy=policy)
+    assert context.announcer == announcer
+
+
+def test_a_broken_announcements_file_stops_the_room_sync_but_not_the_account_sync(
+        tmp_path: Path) -> None:
+    settings = _settings(tmp_path, "bot_localpart: Bot!\n")
+    with pytest.raises(ConfigError, match="bot_localpart"):
+        context_for(settings, READ, {}, policy=POLICY)
+    assert context_for(settings, READ, {}, policy=WITHOUT_READ_ONLY).announcer is None
+    assert BOT in policy_for(settings).protected
+
+
+def test_the_account_sync_protects_the_configured_bot(tmp_path: Path) -> None:
+    assert policy_for(_settings(tmp_path, "bot_localpart: news\n")).protected == {
+        "@hauspost:example.com", "@news:example.com"}
