@@ -233,9 +233,3 @@ def tick_command(data_dir: Path, now_text: str | None, as_json: bool) -> None:
                f"reminder(s), {len(result.summaries)} manager summary(ies), "
                f"{len(result.failed)} failed, {len(result.purged_announcements)} "
                "announcement(s) past retention purged.")
-
-
-def register(main: click.Group) -> None:
-    main.add_command(announce_command)
-    main.add_command(announcements_group)
-    main.add_command(tick_command)

@@ -93,8 +93,3 @@ def status_command(data_dir: Path, as_json: bool) -> None:
                            f"{last_sync['started_at']}")
     finally:
         store.close()
-
-
-def register(group: click.Group) -> None:
-    for command in (serve_command, status_command):
-        group.add_command(command)

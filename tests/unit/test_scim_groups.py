@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.employee import Employee, Status
-from provisioner.scim.groups import groups_by_employee, scim_employees
+from provisioner.scim.groups import groups_by_employee
 from provisioner.store import Store, open_store
 from provisioner.store.service_models import ScimResourceRow
 
@@ -44,6 +43,3 @@ def test_groups_and_people(store: Store) -> None:
     with store.session() as s:
         assert groups_by_employee(s) == {"E1": frozenset({"Sales", "Berlin"}),
                                          "E2": frozenset({"Sales"})}
-        assert scim_employees(s) == (
-            Employee("E1", "ann", "Ann", groups=frozenset({"Sales", "Berlin"})),
-            Employee("E2", "ben", "ben", groups=frozenset({"Sales"}), status=Status.INACTIVE))
