@@ -3,8 +3,8 @@
 that room and employees' real matrix-nio clients decrypt it; the next sync changes nothing.
 
 Real slapd, the session Synapse (default modules), the real sync and `hauspost` CLI. The
-test has a bot and a keys directory of its own: the session Synapse is shared, and other
-tests expect to create `@hauspost-bot` themselves.
+test has a bot (`make_rooms_env`) and a keys directory of its own: the session Synapse is
+shared, and other tests expect to create `@hauspost-bot` themselves.
 """
 
 from __future__ import annotations
@@ -57,8 +57,6 @@ def env_fixture(synapse: SynapseServer, slapd: SlapdServer, tmp_path: Path
         doc = yaml.safe_load(config.read_text(encoding="utf-8"))
         doc["service_account"]["token_file"] = str(token_file)
         config.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
-        (tmp_path / "announcements.yaml").write_text(f"bot_localpart: {env.prefix}-bot\n",
-                                                     encoding="utf-8")
         env.settings = load_settings(tmp_path)
         yield env
 
@@ -108,7 +106,7 @@ def test_sync_makes_the_bot_a_poster_and_announce_to_all_reaches_the_org_room(
               env.person(2, department="IT")]
     env.seed(people)
     ids = [env.mxid(p) for p in people]
-    bot = env.synapse.mxid(f"{env.prefix}-bot")
+    bot = env.bot  # announcements.yaml names a bot of this test's own
 
     first = env.sync()
     assert first.result.failures == [] and first.result.applied == {"create": 3}

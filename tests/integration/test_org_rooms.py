@@ -123,6 +123,11 @@ class RoomsEnv(AccountsEnv):
     def as_user(self, token: str) -> httpx.Client:
         return self.synapse.client(token)
 
+    @property
+    def bot(self) -> str:
+        """This test's announcement bot (member and poster of the read-only rooms)."""
+        return self.synapse.mxid(f"{self.prefix}-bot")
+
 
 def make_rooms_env(synapse: SynapseServer, slapd: SlapdServer, workdir: Path,
                    policy: str = POLICY) -> Iterator[RoomsEnv]:
@@ -158,6 +163,9 @@ def make_rooms_env(synapse: SynapseServer, slapd: SlapdServer, workdir: Path,
     }
     (workdir / "hauspost.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True),
                                            encoding="utf-8")
+    # A bot of its own: other tests on the shared Synapse create @hauspost-bot themselves.
+    (workdir / "announcements.yaml").write_text(f"bot_localpart: {prefix}-bot\n",
+                                                encoding="utf-8")
     settings = load_settings(workdir)
     store = open_store(settings.store_url)
     env = RoomsEnv(synapse=synapse, slapd=slapd, workdir=workdir, ou=ou, prefix=prefix,
@@ -198,7 +206,7 @@ def test_rooms_follow_the_directory(env: RoomsEnv) -> None:
     everyone = set(ids.values())
     assert env.members("company") == everyone
     assert env.members("departments") == everyone
-    assert env.members("announcements") == everyone
+    assert env.members("announcements") == everyone | {env.bot}
     assert env.members("department/Sales") == {ids[anna.uid], ids[ben.uid]}
     assert env.members("department/IT") == {ids[carl.uid], ids[dora.uid]}
     assert env.members("location/Berlin") == {ids[anna.uid], ids[carl.uid]}
@@ -213,14 +221,15 @@ def test_rooms_follow_the_directory(env: RoomsEnv) -> None:
     assert env.state("department/Sales", "m.room.name") == {"name": "Abteilung Sales"}
     assert env.state("department/Sales", "m.room.power_levels")["users"] == {ids[anna.uid]: 50}
     announcements = env.state("announcements", "m.room.power_levels")
-    assert (announcements["users"], announcements["events_default"]) == ({ids[carl.uid]: 10}, 10)
+    assert (announcements["users"], announcements["events_default"]) == (
+        {ids[carl.uid]: 10, env.bot: 10}, 10)
     assert env.state("departments", "m.space.child", env.room_id("department/IT")) == {
         "via": [env.synapse.server_name]}
     assert env.state("company", "m.space.child", env.room_id("departments")) == {
         "via": [env.synapse.server_name]}
     assert env.state("company", "m.room.create")["type"] == "m.space"
     created = [r for r in env.audit(run_id=first.run_id) if r.action.startswith("room.")]
-    assert sum(r.action == "room.add_member" for r in created) == 4 * 3 + 2 * 6
+    assert sum(r.action == "room.add_member" for r in created) == 4 * 3 + 2 * 6 + 1  # + bot
     assert {r.actor for r in created} == {"pytest@test"}
 
     # A second sync makes zero writes and no audit rows.
