@@ -35,6 +35,7 @@ from provisioner.sync_run import policy_for
 
 SERVICE = "@hauspost:example.com"
 BOT = "@hauspost-bot:example.com"
+NEW_BOT = "@news-bot:example.com"
 CTX = RoomPlanContext(server_name="example.com", service_user_id=SERVICE, announcer=BOT,
                       protected=frozenset({"@it:example.com", BOT}))
 POSTING = "the announcement bot posts in read-only rooms"
@@ -171,6 +172,14 @@ CASES: list[tuple[str, list[Edit], RoomPlanContext, list[tuple[str, ...]]]] = [
      [set_member("announcements", BOT, "leave", BOT)],
      dataclasses.replace(CTX, protected=frozenset()),
      [("add_member", "announcements", BOT)]),
+    ("bot_localpart changed: the new bot joins, the old one is anybody, removed",
+     [], dataclasses.replace(CTX, announcer=NEW_BOT, protected=frozenset({NEW_BOT})),
+     [("set_power_levels", "announcements"), ("set_power_levels", "news/IT"),
+      ("set_power_levels", "news/Sales"),
+      ("add_member", "announcements", NEW_BOT), ("add_member", "news/IT", NEW_BOT),
+      ("add_member", "news/Sales", NEW_BOT),
+      ("remove_member", "announcements", BOT), ("remove_member", "news/IT", BOT),
+      ("remove_member", "news/Sales", BOT)]),
     ("no announcer, bot protected: its power reverted, but it stays",
      [], dataclasses.replace(CTX, announcer=None),
      [("set_power_levels", "announcements"), ("set_power_levels", "news/IT"),
@@ -197,7 +206,8 @@ def test_bot_in_managed_rooms(edits: list[Edit], context: RoomPlanContext,
     for action in plan.actions:
         if isinstance(action, SetPowerLevels):
             assert action.new == desired[action.key].power_levels
-            assert action.new["users"].get(BOT) == (
+            bot = context.announcer or BOT
+            assert action.new["users"].get(bot) == (
                 10 if context.announcer and action.key != "chat" else None)
         if isinstance(action, AddMember):
             assert action.reason == POSTING
