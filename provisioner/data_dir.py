@@ -217,7 +217,7 @@ def init_data_dir(req: InitRequest) -> InitResult:
             (data_dir / name).parent.mkdir(exist_ok=True)
             _write_config(data_dir / name, text, written)
     _write_config(data_dir / "homeserver.yaml", homeserver_yaml, written)
-    _write_config(data_dir / "log.config", render_log_config(data_dir), written)
+    _write_config(data_dir / "log.config", render_log_config(data_dir / "homeserver.log"), written)
     _write_config(data_dir / SETTINGS_FILE,
                   "# Hauspost provisioner settings (see README: Configuration)\n" + settings_text,
                   written)

@@ -179,7 +179,8 @@ user_directory:
 {modules_section(opts.modules)}"""
 
 
-def render_log_config(data_dir: Path, level: str = "INFO") -> str:
+def render_log_config(log_file: Path, level: str = "INFO") -> str:
+    """Synapse's log config for one process (main or worker): a daily-rotated file."""
     return f"""\
 version: 1
 formatters:
@@ -189,13 +190,10 @@ handlers:
   file:
     class: logging.handlers.TimedRotatingFileHandler
     formatter: precise
-    filename: {y(str(data_dir / 'homeserver.log'))}
+    filename: {y(str(log_file))}
     when: midnight
     backupCount: 7
     encoding: utf8
-  console:
-    class: logging.StreamHandler
-    formatter: precise
 loggers:
   synapse.storage.SQL:
     level: WARNING

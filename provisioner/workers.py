@@ -20,13 +20,13 @@ docker-compose service `synapse-<name>` (docker/docker-compose.yml).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlparse
 
 from provisioner.errors import ConfigError
+from provisioner.homeserver_config import render_log_config, y
 from provisioner.module_configs import ModuleEntry
 
 Role = Literal["client", "event_persister", "media", "background"]
@@ -200,10 +200,6 @@ def plan_layout(client_workers: int, *, main_port: int, first_port: int,
     return WorkerLayout(main=main, workers=tuple(workers), redis=redis, hosts=hosts)
 
 
-def y(value: Any) -> str:
-    return json.dumps(value)
-
-
 def pin_singleton_jobs(modules: list[ModuleEntry], layout: WorkerLayout) -> list[ModuleEntry]:
     """Give every once-per-deployment module job one named worker.
 
@@ -308,30 +304,6 @@ worker_log_config: {y(str(data_dir / 'workers' / f'{worker.name}.log.config'))}
 {listeners}"""
 
 
-def render_worker_log_config(log_file: Path, level: str = "INFO") -> str:
-    return f"""\
-version: 1
-formatters:
-  precise:
-    format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s'
-handlers:
-  file:
-    class: logging.handlers.TimedRotatingFileHandler
-    formatter: precise
-    filename: {y(str(log_file))}
-    when: midnight
-    backupCount: 7
-    encoding: utf8
-loggers:
-  synapse.storage.SQL:
-    level: WARNING
-root:
-  level: {level}
-  handlers: [file]
-disable_existing_loggers: false
-"""
-
-
 def _upstream(name: str, servers: list[Process], sticky: bool = False) -> str:
     lines = [f"upstream {name} {{"]
     if sticky:
@@ -414,7 +386,7 @@ def render_layout(layout: WorkerLayout, data_dir: Path) -> RenderedLayout:
     files = {"workers/main.yaml": render_main_config(layout)}
     for worker in layout.workers:
         files[f"workers/{worker.name}.yaml"] = render_worker_config(layout, worker, data_dir)
-        files[f"workers/{worker.name}.log.config"] = render_worker_log_config(
+        files[f"workers/{worker.name}.log.config"] = render_log_config(
             data_dir / "workers" / f"{worker.name}.log")
     files["nginx/upstreams.conf"] = render_nginx_upstreams(layout)
     files["nginx/locations.conf"] = render_nginx_locations(layout)
