@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import itertools
 import subprocess
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from tests.harness.slapd_server import (
     SlapdServer,
     find_slapd,
     start_slapd,
+    wait_until_answering,
 )
 from tests.harness.synapse_server import TEST_PASSWORD
 
@@ -291,19 +291,8 @@ def start_slapd_variant(workdir: Path, seed_ldif: str = "", *, memberof: bool = 
     with (workdir / "slapd.log").open("ab") as log:
         proc = subprocess.Popen([slapd, "-f", str(conf), "-h", urls, "-d", "0"],
                                 stdout=subprocess.DEVNULL, stderr=log)
-    variant = SlapdVariant(workdir=workdir, port=port, proc=proc, ldaps_port=ldaps_port)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("slapd exited at start-up: "
-                               + (workdir / "slapd.log").read_text(errors="replace")[-2000:])
-        try:
-            variant.connection().unbind()
-            return variant
-        except ldap3.core.exceptions.LDAPException:
-            time.sleep(0.1)
-    variant.stop()
-    raise RuntimeError("slapd did not answer within 20 s")
+    return wait_until_answering(SlapdVariant(workdir=workdir, port=port, proc=proc,
+                                             ldaps_port=ldaps_port))
 
 
 def start_slapd_with_memberof(workdir: Path, seed_ldif: str = "") -> SlapdVariant:

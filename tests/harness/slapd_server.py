@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import ldap3
 
@@ -129,16 +130,23 @@ sizelimit unlimited
         [slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"],
         stdout=subprocess.DEVNULL, stderr=open(workdir / "slapd.log", "wb"),  # noqa: SIM115
     )
-    server = SlapdServer(workdir=workdir, port=port, proc=proc)
-    deadline = time.monotonic() + 20
+    return wait_until_answering(SlapdServer(workdir=workdir, port=port, proc=proc))
+
+
+S = TypeVar("S", bound=SlapdServer)
+
+
+def wait_until_answering(server: S, timeout: float = 20.0) -> S:
+    """Return `server` once an admin bind works; raise with slapd's log if it died."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("slapd exited at start-up: "
-                               + (workdir / "slapd.log").read_text(errors="replace")[-2000:])
+        if server.proc.poll() is not None:
+            raise RuntimeError("slapd exited at start-up: " + (server.workdir / "slapd.log")
+                               .read_text(errors="replace")[-2000:])
         try:
             server.connection().unbind()
             return server
         except ldap3.core.exceptions.LDAPException:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError("slapd did not answer within 20 s")
+    raise RuntimeError(f"slapd did not answer within {timeout:.0f} s")
