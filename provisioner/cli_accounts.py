@@ -35,7 +35,6 @@ from provisioner.planner import (
     UpdateDisplayName,
     UpdateEmail,
 )
-from provisioner.room_sync import render_room_plan
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings, load_settings
 from provisioner.store import open_store
@@ -103,6 +102,8 @@ def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
         return
     click.echo(render_plan(outcome.plan, title="Plan (nothing has been changed):"))
     if outcome.rooms is not None:
+        from provisioner.room_sync import render_room_plan  # plan/sync only: keep offboard fast
+
         click.echo(render_room_plan(outcome.rooms))
     if outcome.guard_would_trip:
         click.echo(f"Guard: this run would be refused ({len(outcome.plan.deactivations)} "
@@ -181,6 +182,8 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
         for failure in outcome.result.failures:
             click.echo(f"  failed: {failure.action.describe()}: {failure.error}", err=True)
         if outcome.rooms is not None:
+            from provisioner.room_sync import render_room_plan
+
             click.echo(render_room_plan(outcome.rooms))
     if outcome.status == "failed":
         ctx.exit(EXIT_FAILURE)

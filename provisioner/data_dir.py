@@ -27,6 +27,7 @@ from provisioner.homeserver_config import (
     render_well_known_client,
 )
 from provisioner.module_configs import default_modules
+from provisioner.private_files import write_private
 from provisioner.servername import validate_server_name
 from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
 from provisioner.workers import (
@@ -74,23 +75,13 @@ class InitResult:
     kept: list[Path]
 
 
-def _write_private(path: Path, content: str) -> None:
-    """Create a file readable by its owner only (0600), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(content)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def _write_config(path: Path, content: str, written: list[Path]) -> None:
     if path.exists():
         old = path.read_text(encoding="utf-8")
         if old == content:
             return
-        _write_private(path.with_name(path.name + ".bak"), old)
-    _write_private(path, content)
+        write_private(path.with_name(path.name + ".bak"), old)
+    write_private(path, content)
     written.append(path)
 
 
@@ -98,7 +89,7 @@ def _ensure_secret(path: Path, make: str, written: list[Path], kept: list[Path])
     if path.exists():
         kept.append(path)
         return
-    _write_private(path, make)
+    write_private(path, make)
     written.append(path)
 
 

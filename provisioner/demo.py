@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from provisioner.data_dir import _write_private
+from provisioner.private_files import write_private
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings
 from provisioner.sync_run import run_sync
@@ -44,7 +44,7 @@ def demo_settings() -> dict[str, Any]:
 def write_demo_password(data_dir: Path) -> None:
     path = data_dir / DEMO_PASSWORD_FILE
     if not path.exists():
-        _write_private(path, DEMO_PASSWORD + "\n")
+        write_private(path, DEMO_PASSWORD + "\n")
 
 
 async def seed_demo_accounts(settings: Settings) -> list[str]:

@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
-from provisioner.data_dir import _write_private
 from provisioner.errors import HauspostError
+from provisioner.private_files import write_private
 from provisioner.settings import Settings
 from provisioner.synapse_admin import AdminApiError, SynapseAdmin
 
@@ -61,7 +61,7 @@ async def ensure_service_token(settings: Settings) -> str:
     password = _read(password_file)
     if password is None:
         password = secrets.token_urlsafe(32)
-        _write_private(password_file, password + "\n")
+        write_private(password_file, password + "\n")
     shared_secret = _read(keys / "registration_shared_secret")
     if shared_secret is None:
         raise HauspostError(f"{keys / 'registration_shared_secret'} is missing: run `hauspost init`")
@@ -76,7 +76,7 @@ async def ensure_service_token(settings: Settings) -> str:
                 raise
             token = await _password_login(settings.homeserver_url, settings.service_user_id,
                                           password)
-    _write_private(settings.service_token_file, token + "\n")
+    write_private(settings.service_token_file, token + "\n")
     os.chmod(settings.service_token_file, 0o600)
     await exempt_from_rate_limits(settings.homeserver_url, token, settings.service_user_id)
     return token

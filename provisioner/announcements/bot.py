@@ -49,8 +49,8 @@ from provisioner.announcements.bot_account import _read_secret, bot_user_id
 from provisioner.announcements.bot_account import _secret as _secret
 from provisioner.announcements.bot_account import ensure_bot_account as ensure_bot_account
 from provisioner.announcements.config import AnnouncementConfig
-from provisioner.data_dir import _write_private
 from provisioner.errors import HauspostError
+from provisioner.private_files import write_private
 from provisioner.settings import Settings
 from provisioner.synapse_admin import SynapseAdmin
 
@@ -289,7 +289,7 @@ def _client(settings: Settings, files: BotFiles, user_id: str,
 
 
 def _save_device(files: BotFiles, user_id: str, device_id: str, token: str) -> None:
-    _write_private(files.device, json.dumps(
+    write_private(files.device, json.dumps(
         {"user_id": user_id, "device_id": device_id, "access_token": token}) + "\n")
 
 

@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 
 from provisioner.announcements.config import AnnouncementConfig
-from provisioner.data_dir import _write_private
+from provisioner.private_files import write_private
 from provisioner.settings import Settings
 from provisioner.synapse_admin import SynapseAdmin, q
 
@@ -41,7 +41,7 @@ def _secret(path: Path) -> str:
     if value is None:
         value = secrets.token_urlsafe(32)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, value + "\n")
+        write_private(path, value + "\n")
     return value
 
 

@@ -18,7 +18,8 @@ from provisioner.run_lock import RunLockedError, run_lock
 from provisioner.store import AppendOnlyError, Store, open_store
 from provisioner.store import repository as repo
 from provisioner.store.change_writer import Change, ChangeWriter
-from provisioner.store.migrate import current_revisions, head_revisions
+from provisioner.store.database import make_engine
+from provisioner.store.migrate import HEADS, current_revisions, head_revisions
 from provisioner.store.models import AuditRow, RunLockRow
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -49,6 +50,29 @@ def test_migrations_create_every_table_at_head(store: Store) -> None:
             "alembic_version"} <= tables
     assert current_revisions(store.engine) == head_revisions()
     assert head_revisions()  # at least the initial schema
+
+
+def test_heads_constant_matches_the_migration_scripts() -> None:
+    # open_store trusts HEADS to skip importing Alembic when the database is current.
+    assert head_revisions() == HEADS
+
+
+def test_an_outdated_database_is_migrated(tmp_path: Path) -> None:
+    from alembic import command
+
+    from provisioner.store.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "v0002_service")
+    assert current_revisions(engine) == {"v0002_service"}
+    engine.dispose()
+    store = open_store(url)
+    assert current_revisions(store.engine) == HEADS
+    store.close()
 
 
 def test_reopening_is_a_no_op_and_keeps_data(tmp_path: Path) -> None:
