@@ -144,9 +144,6 @@ def _self_signed(directory: Path) -> None:
         check=True, capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
-                    reason="nginx is not installed (./dev installs it)")
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_nginx_accepts_the_tls_site_with_the_generated_routing(tmp_path: Path) -> None:
     """`nginx -t` on docker/nginx/hauspost.conf.
 
