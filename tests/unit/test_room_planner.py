@@ -82,10 +82,10 @@ CARL = member("carl", "Sales", "Hamburg")
 STAFF = [ANNA, BEN, CARL]
 
 
-def converged(policy: PolicySet, members: Sequence[Member]
+def converged(policy: PolicySet, members: Sequence[Member], announcer: str | None = None
               ) -> tuple[dict[str, ManagedRoom], dict[str, RoomState]]:
     """Managed rooms and state exactly as the policy wants them (what a finished sync leaves)."""
-    desired = expand(policy, members, SERVICE)
+    desired = expand(policy, members, SERVICE, announcer)
     managed = {d.key: ManagedRoom(d.key, f"!{d.key}", d.kind, "active", d.on_removed)
                for d in desired}
     return managed, {d.key: _state(d, desired) for d in desired}

@@ -5,23 +5,20 @@ these actions."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from provisioner.employee import DirectoryRead, Employee
+from provisioner.employee import DirectoryRead
 from provisioner.errors import ConfigError
 from provisioner.policy import PolicySet, parse_texts
 from provisioner.room_planner import (
     AddMember,
     ArchiveRoom,
     CreateRoom,
-    ManagedRoom,
-    Member,
     Membership,
     RemoveMember,
-    RoomAction,
     RoomPlanContext,
     RoomState,
     SetPowerLevels,
@@ -32,8 +29,8 @@ from provisioner.room_planner import (
 from provisioner.room_sync import context_for
 from provisioner.settings import Settings
 from provisioner.sync_run import policy_for
+from tests.unit.test_room_planner import SERVICE, converged, kinds, member
 
-SERVICE = "@hauspost:example.com"
 BOT = "@hauspost-bot:example.com"
 NEW_BOT = "@news-bot:example.com"
 CTX = RoomPlanContext(server_name="example.com", service_user_id=SERVICE, announcer=BOT,
@@ -61,31 +58,12 @@ rooms:
 """})
 
 
-def member(uid: str, department: str, groups: Sequence[str] = ()) -> Member:
-    return Member(f"@{uid}:example.com", Employee(uid, uid, uid.title(), department=department,
-                                                  groups=frozenset(groups)))
-
-
 ANNA = member("anna", "Sales")
-BEN = member("ben", "IT", ["gf"])
+BEN = member("ben", "IT", groups=["gf"])
 STAFF = [ANNA, BEN]
 
 States = dict[str, RoomState]
 Edit = Callable[[States], None]
-
-
-def converged() -> tuple[dict[str, ManagedRoom], States]:
-    """Rooms exactly as a finished sync with the announcer leaves them."""
-    desired = expand(POLICY, STAFF, SERVICE, BOT)
-    managed = {d.key: ManagedRoom(d.key, f"!{d.key}", d.kind, "active", d.on_removed)
-               for d in desired}
-    states = {}
-    for d in desired:
-        members = {u: Membership("join", u) for u in d.members | {SERVICE}}
-        children = frozenset(f"!{c.key}" for c in desired if c.parent == d.key)
-        states[d.key] = RoomState(d.name, d.topic, d.avatar, d.history_visibility,
-                                  d.power_levels, d.marker, members, children)
-    return managed, states
 
 
 def set_member(key: str, user_id: str, membership: str, sender: str) -> Edit:
@@ -104,14 +82,6 @@ def set_bot_level(key: str, level: int | None) -> Edit:
             users[BOT] = level
         states[key] = dataclasses.replace(s, power_levels={**s.power_levels, "users": users})
     return edit
-
-
-def kinds(actions: Sequence[RoomAction]) -> list[tuple[str, ...]]:
-    out = []
-    for a in actions:
-        extra = getattr(a, "user_id", None) or getattr(a, "child", None)
-        out.append((a.kind, a.key) + ((extra,) if extra else ()))
-    return out
 
 
 def test_first_run_joins_the_bot_to_the_read_only_rooms_only_and_lets_it_post() -> None:
@@ -197,7 +167,7 @@ CASES: list[tuple[str, list[Edit], RoomPlanContext, list[tuple[str, ...]]]] = [
                          [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bot_in_managed_rooms(edits: list[Edit], context: RoomPlanContext,
                               expected: list[tuple[str, ...]]) -> None:
-    managed, states = converged()
+    managed, states = converged(POLICY, STAFF, BOT)
     for edit in edits:
         edit(states)
     plan = plan_rooms(POLICY, STAFF, managed, states, context)
@@ -216,7 +186,7 @@ def test_bot_in_managed_rooms(edits: list[Edit], context: RoomPlanContext,
 
 
 def test_an_archived_read_only_room_keeps_the_bot_and_removes_everyone_else() -> None:
-    managed, states = converged()
+    managed, states = converged(POLICY, STAFF, BOT)
     without_news = parse_texts({"p.yaml": """
 spaces:
   - key: company
