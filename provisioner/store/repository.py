@@ -47,26 +47,11 @@ def insert_link(session: Session, *, employee_id: str, user_id: str, now: dateti
     return row
 
 
-def record_applied(row: AccountRow, *, display_name: str | None = None,
-                   email: str | None = None, set_email: bool = False) -> None:
-    if display_name is not None:
-        row.display_name = display_name
-    if set_email:
-        row.email = email
-
-
 def record_deactivated(row: AccountRow, *, now: datetime, reason: str, hold: bool) -> None:
     row.active = False
     row.deactivated_at = now
     row.deactivation_reason = reason
     row.hold = hold or row.hold
-
-
-def record_reactivated(row: AccountRow) -> None:
-    row.active = True
-    row.hold = False
-    row.deactivated_at = None
-    row.deactivation_reason = None
 
 
 # --- employees ---------------------------------------------------------------------------
@@ -131,10 +116,6 @@ def finish_run(session: Session, run_id: int, *, now: datetime, status: str,
     run.finished_at = now
     run.status = status
     run.summary = summary
-
-
-def get_run(session: Session, run_id: int) -> RunRow | None:
-    return session.get(RunRow, run_id)
 
 
 # --- audit -------------------------------------------------------------------------------
