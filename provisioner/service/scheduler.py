@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +29,7 @@ class Schedule:
     run_at_start: bool = True
     runs: int = 0
     failures: int = 0
-    last_seconds: float | None = None
-    last_error: str | None = field(default=None)
+    last_error: str | None = None
 
 
 class Scheduler:
@@ -52,7 +50,6 @@ class Scheduler:
 
     @staticmethod
     async def _once(schedule: Schedule) -> None:
-        started = time.monotonic()
         try:
             await schedule.action()
             schedule.last_error = None
@@ -64,7 +61,6 @@ class Scheduler:
             logger.exception("scheduled %s failed", schedule.name)
         finally:
             schedule.runs += 1
-            schedule.last_seconds = time.monotonic() - started
 
     async def _loop(self, schedule: Schedule, stop: asyncio.Event) -> None:
         if schedule.run_at_start and not stop.is_set():
