@@ -101,9 +101,10 @@ def refuse_encryption_change(event_type: str, state_key: str | None,
     return None
 
 
-def refuse_plaintext(config: EncryptionPolicyConfig, *, event_type: str, is_state: bool,
-                     sender: str, room_encrypted: bool) -> Refusal | None:
-    if is_state or event_type in config.allowed_plaintext_types:
+def refuse_plaintext(config: EncryptionPolicyConfig, *, event_type: str, sender: str,
+                     room_encrypted: bool) -> Refusal | None:
+    """For non-state events only (state is never encrypted; see refuse_encryption_change)."""
+    if event_type in config.allowed_plaintext_types:
         return None
     if sender in config.plaintext_allowed_senders:
         return None
@@ -147,12 +148,11 @@ class EncryptionPolicy:
     @fail_closed_raising
     async def check_event_allowed(self, event: EventBase, state: StateMap[EventBase]
                                   ) -> tuple[bool, JsonDict | None]:
-        is_state = event.is_state()
         refusal = (
             refuse_encryption_change(event.type, event.get_state_key(), event.content)
-            if is_state else
-            refuse_plaintext(self._config, event_type=event.type, is_state=False,
-                             sender=event.sender, room_encrypted=room_is_encrypted(state))
+            if event.is_state() else
+            refuse_plaintext(self._config, event_type=event.type, sender=event.sender,
+                             room_encrypted=room_is_encrypted(state))
         )
         if refusal is not None:
             logger.info("refusing %s %s in %s from %s: %s", event.type, event.event_id,
