@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from provisioner.employee import Employee
 from provisioner.policy.model import PolicySet, RoomPolicy, SpacePolicy
-from provisioner.policy.rules import employee_values
+from provisioner.policy.rules import attribute_values, employee_values
 
 MARKER = "de.hauspost.managed"
 
@@ -174,14 +174,7 @@ def _values(room: RoomPolicy, members: Sequence[Member]) -> dict[str, str]:
     out: dict[str, str] = {}
     assert room.for_each is not None  # noqa: S101 - only called for for_each rooms
     for m in sorted(members, key=lambda m: m.user_id):
-        raw: Iterable[str]
-        if room.for_each == "group":
-            raw = sorted(m.employee.groups)
-        else:
-            value = m.employee.department if room.for_each == "department" \
-                else m.employee.location
-            raw = [value] if value else []
-        for value in raw:
+        for value in sorted(attribute_values(m.employee, room.for_each)):
             if room.match is not None and not room.match.search(value):
                 continue
             out.setdefault(value.casefold(), value)

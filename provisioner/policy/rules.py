@@ -26,12 +26,17 @@ class Rule(Protocol):
     def describe(self) -> str: ...
 
 
+def attribute_values(employee: Employee, attribute: str) -> frozenset[str]:
+    """The employee's values of a rule attribute, spelled as the directory has them."""
+    if attribute == "group":
+        return employee.groups
+    value = employee.department if attribute == "department" else employee.location
+    return frozenset({value}) if value else frozenset()
+
+
 def employee_values(employee: Employee, attribute: str) -> frozenset[str]:
     """The employee's values of a rule attribute, case-folded."""
-    if attribute == "group":
-        return frozenset(g.casefold() for g in employee.groups)
-    value = employee.department if attribute == "department" else employee.location
-    return frozenset({value.casefold()}) if value else frozenset()
+    return frozenset(v.casefold() for v in attribute_values(employee, attribute))
 
 
 @dataclass(frozen=True)
