@@ -499,7 +499,6 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
     problems: list[str] = []
     notes: list[str] = []
     withheld = 0
-    room_ids = {k: r.room_id for k, r in managed.items() if r.status != "released"}
     desired_keys = {d.key for d in desired}
 
     for want in desired:
@@ -587,7 +586,8 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
         for parent_key, parent_row in sorted(managed.items()):
             parent_state = states.get(parent_key)
             if (parent_row.kind == "space" and parent_state is not None
-                    and row.room_id in parent_state.children and parent_key in room_ids):
+                    and row.room_id in parent_state.children
+                    and parent_row.status != "released"):
                 children.append(RemoveSpaceChild(parent_key, key))
     if withheld:
         notes.append(f"the directory read was incomplete or had bad entries: {withheld} "
