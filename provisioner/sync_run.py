@@ -131,7 +131,7 @@ async def _current_accounts(admin: SynapseAdmin) -> list[Account]:
 
 
 async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
-                        reader: DirectoryReader, now: datetime,
+                        reader: DirectoryReader, policy: PlanPolicy, now: datetime,
                         phases: dict[str, float]) -> tuple[DirectoryRead, Plan]:
     """Read the directory (in a thread) while listing Synapse's accounts, then plan."""
     t0 = time.monotonic()
@@ -150,7 +150,7 @@ async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
     t1 = time.monotonic()
     with store.session() as session:
         links = repo.load_links(session)
-    plan = build_plan(directory, links, accounts, policy_for(settings), now)
+    plan = build_plan(directory, links, accounts, policy, now)
     phases["plan"] = time.monotonic() - t1
     logger.info("read %d employees (%d problems) and %d accounts, planned %d actions: %s",
                 len(directory.employees), len(directory.problems), len(accounts),
@@ -183,14 +183,16 @@ async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
 
 async def _plan_only(settings: Settings, token: str, store: Store, now: datetime,
                      reader: DirectoryReader, started: float) -> SyncOutcome:
+    policy = policy_for(settings)
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        directory, plan = await read_and_plan(settings, store, admin, reader, now, phases)
+        directory, plan = await read_and_plan(settings, store, admin, reader, policy, now,
+                                              phases)
         rooms = await room_sync.plan_rooms_for_run(settings, store, admin, directory, plan, now)
         writes = admin.writes
     return SyncOutcome(plan=plan, dry_run=True, writes=writes, phases=phases, rooms=rooms,
                        seconds=time.monotonic() - started,
-                       guard_would_trip=guard_trips(plan, policy_for(settings).guard))
+                       guard_would_trip=guard_trips(plan, policy.guard))
 
 
 async def _sync_locked(settings: Settings, token: str, store: Store, now: datetime,
@@ -199,7 +201,8 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
     policy = policy_for(settings)
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        directory, plan = await read_and_plan(settings, store, admin, reader, now, phases)
+        directory, plan = await read_and_plan(settings, store, admin, reader, policy, now,
+                                              phases)
         tripped = guard_trips(plan, policy.guard)
         try:
             check_guard(plan, policy.guard, force=force)
