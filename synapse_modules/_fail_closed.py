@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, NoReturn, ParamSpec, TypeVar
 
-from synapse.module_api import NOT_SPAM
+from synapse.module_api import NOT_SPAM, EventBase, JsonDict
 from synapse.module_api.errors import Codes, SynapseError
 from twisted.internet import defer
 
@@ -49,6 +49,17 @@ class Refusal:
 
 def spam_result(refusal: Refusal | None) -> SpamResult:
     return NOT_SPAM if refusal is None else refusal.as_spam_result()
+
+
+def event_allowed(refusal: Refusal | None, event: EventBase,
+                  log: logging.Logger) -> tuple[bool, JsonDict | None]:
+    """`check_event_allowed`'s answer: allowed, or the refusal logged (to `log`) and raised."""
+    if refusal is None:
+        return True, None
+    log.info("refusing %s %s in %s from %s: %s", event.type, event.event_id, event.room_id,
+             event.sender, refusal.message)
+    # Raising (rather than returning False) is the only way to tell the user why.
+    raise refusal.as_error()
 
 
 def _is_control_flow(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 from synapse.module_api import EventBase, JsonDict, ModuleApi, Requester, StateMap
 
 from synapse_modules._config import ConfigReader
-from synapse_modules._fail_closed import Refusal, fail_closed_raising
+from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,4 @@ class EncryptionPolicy:
             refuse_plaintext(self._config, event_type=event.type, sender=event.sender,
                              room_encrypted=room_is_encrypted(state))
         )
-        if refusal is not None:
-            logger.info("refusing %s %s in %s from %s: %s", event.type, event.event_id,
-                        event.room_id, event.sender, refusal.message)
-            raise refusal.as_error()
-        return True, None
+        return event_allowed(refusal, event, logger)

@@ -26,7 +26,7 @@ from typing import Any
 from synapse.module_api import EventBase, JsonDict, ModuleApi, StateMap
 
 from synapse_modules._config import ConfigReader
-from synapse_modules._fail_closed import Refusal, fail_closed_raising
+from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +120,7 @@ class ManagedRoomsPolicy:
     @fail_closed_raising
     async def check_event_allowed(self, event: EventBase, state: StateMap[EventBase]
                                   ) -> tuple[bool, JsonDict | None]:
-        refusal = await self._refuse(event, state)
-        if refusal is not None:
-            logger.info("refusing %s %s in %s from %s: %s", event.type, event.event_id,
-                        event.room_id, event.sender, refusal.message)
-            raise refusal.as_error()
-        return True, None
+        return event_allowed(await self._refuse(event, state), event, logger)
 
     async def _refuse(self, event: EventBase, state: StateMap[EventBase]) -> Refusal | None:
         # Hot path: messages are not state events and return at once.

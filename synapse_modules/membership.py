@@ -40,6 +40,7 @@ from synapse_modules._fail_closed import (
     Refusal,
     SpamResult,
     drop_event,
+    event_allowed,
     fail_closed,
     fail_closed_raising,
     refuse_spam,
@@ -403,13 +404,7 @@ class MembershipPolicy:
     @fail_closed_raising
     async def check_event_allowed(self, event: EventBase, state: StateMap[EventBase]
                                   ) -> tuple[bool, JsonDict | None]:
-        refusal = await self._refuse_event(event)
-        if refusal is not None:
-            logger.info("refusing %s %s in %s from %s: %s", event.type, event.event_id,
-                        event.room_id, event.sender, refusal.message)
-            # Raising (rather than returning False) is the only way to tell the user why.
-            raise refusal.as_error()
-        return True, None
+        return event_allowed(await self._refuse_event(event), event, logger)
 
     def _refuse_policy_change(self, event: EventBase) -> Refusal | None:
         # Power levels in the policy room should already stop this; we don't rely on them.
