@@ -124,15 +124,15 @@ class ChangeWriter:
                 return
 
     def _write(self, changes: list[Change]) -> list[BaseException | None]:
+        if len(changes) == 1:
+            return [self._write_one(changes[0])]
         try:
             with self._store.transaction() as conn:
                 write_changes(conn, changes)
             return [None] * len(changes)
-        except (SQLAlchemyError, LookupError) as exc:
-            if len(changes) == 1:
-                return [self._error(changes[0], exc)]
-        # Find the culprit(s): every change on its own.
-        return [self._write_one(c) for c in changes]
+        except (SQLAlchemyError, LookupError):
+            # Find the culprit(s): every change on its own.
+            return [self._write_one(c) for c in changes]
 
     def _write_one(self, change: Change) -> BaseException | None:
         try:
