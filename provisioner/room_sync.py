@@ -19,6 +19,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select, update
 
 from provisioner.announcements.bot_account import (
+    audit_bot_account_change,
     bot_password_file,
     bot_user_id,
     ensure_bot_account,
@@ -50,7 +51,6 @@ from provisioner.room_planner import (
 )
 from provisioner.settings import Settings
 from provisioner.store import Store
-from provisioner.store import repository as repo
 from provisioner.store.models import AccountRow, AuditRow
 from provisioner.store.rooms_models import ManagedRoomRow
 from provisioner.synapse_admin import SynapseAdmin
@@ -297,10 +297,8 @@ async def _ensure_bot_account(settings: Settings, store: Store, admin: SynapseAd
     _password, change = await ensure_bot_account(admin, user_id, config.bot_display_name,
                                                  bot_password_file(settings))
     if change is not None:
-        with store.session() as session:
-            repo.append_audit(session, actor=actor, action=f"bot.{change.replace(' ', '_')}",
-                              target=user_id, now=datetime.now(UTC), run_id=run_id,
-                              reason="the announcement bot posts in the read-only org rooms")
+        audit_bot_account_change(store, user_id, change, actor=actor, run_id=run_id,
+                                 reason="the announcement bot posts in the read-only org rooms")
 
 
 def _record_on_removed(store: Store, policy: PolicySet,

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.private_files import write_private
 from provisioner.settings import Settings
+from provisioner.store import Store
+from provisioner.store import repository as repo
 from provisioner.synapse_admin import SynapseAdmin, q
 
 logger = logging.getLogger(__name__)
@@ -64,3 +67,12 @@ async def ensure_bot_account(admin: SynapseAdmin, user_id: str, display_name: st
             "deactivated": False, "logout_devices": False}, ok=(200, 201))
         logger.info("bot account %s: %s", user_id, change)
     return password, change
+
+
+def audit_bot_account_change(store: Store, user_id: str, change: str, *, actor: str,
+                             reason: str, run_id: int | None = None) -> None:
+    """One audit row for what `ensure_bot_account` changed ("password set" ->
+    `bot.password_set`), whoever made the bot ready."""
+    with store.session() as session:
+        repo.append_audit(session, actor=actor, action=f"bot.{change.replace(' ', '_')}",
+                          target=user_id, now=datetime.now(UTC), run_id=run_id, reason=reason)

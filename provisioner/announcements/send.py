@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from nio import SyncResponse
@@ -19,6 +19,7 @@ from sqlalchemy import insert
 
 from provisioner.announcements.ack import collect
 from provisioner.announcements.bot import Bot, BotError, SyncHandler, open_bot
+from provisioner.announcements.bot_account import audit_bot_account_change
 from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.announcements.targets import Person, RoomSource, Target, resolve
@@ -64,11 +65,9 @@ async def open_recording_bot(settings: Settings, config: AnnouncementConfig, adm
     to its account)."""
     bot = await open_bot(settings, config, admin_token, on_sync=sync_handler(store))
     if bot.account_change is not None:
-        with store.session() as session:
-            repo.append_audit(session, actor=actor, action=f"bot.{bot.account_change.replace(' ', '_')}",
-                              target=bot.user_id, now=datetime.now(UTC),
-                              reason="the announcement bot's account (one device, "
-                                     f"{bot.device_id})")
+        audit_bot_account_change(store, bot.user_id, bot.account_change, actor=actor,
+                                 reason="the announcement bot's account (one device, "
+                                        f"{bot.device_id})")
     return bot
 
 
