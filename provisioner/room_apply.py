@@ -262,17 +262,15 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
         with bar:
             task = bar.add_task("rooms", total=len(plan.actions))
 
-            async def attempt(action: RoomAction) -> bool:
+            async def attempt(action: RoomAction) -> None:
                 try:
                     if isinstance(action, CreateRoom):
                         await applier.create(action)
                     else:
                         await applier.one(action)
-                    return True
                 except HauspostError as exc:
                     logger.error("%s failed: %s", action.describe(), exc)
                     applier.result.failures.append(RoomFailure(action, str(exc)))
-                    return False
                 finally:
                     bar.advance(task)
 
