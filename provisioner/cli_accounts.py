@@ -26,6 +26,7 @@ from provisioner.cli import data_dir_option
 from provisioner.errors import EXIT_FAILURE, EXIT_OK
 from provisioner.offboard import OffboardResult, offboard
 from provisioner.planner import (
+    EXIT_GUARD,
     CreateAccount,
     Deactivate,
     LinkAccount,
@@ -36,13 +37,12 @@ from provisioner.planner import (
     UpdateEmail,
 )
 from provisioner.service_account import ensure_service_token
-from provisioner.settings import Settings, load_settings
+from provisioner.settings import load_settings
 from provisioner.store import open_store
 from provisioner.store import repository as repo
 from provisioner.synapse_admin import SynapseAdmin
 from provisioner.sync_run import SyncOutcome, policy_for, run_sync
 
-EXIT_GUARD = 5
 EXIT_PARTIAL = 6
 EXIT_CHANGES_PENDING = 10
 
@@ -53,10 +53,6 @@ _SYMBOL = {CreateAccount: "+", LinkAccount: "=", UpdateDisplayName: "~", UpdateE
 def _quiet(ctx: click.Context) -> bool:
     obj = ctx.find_root().obj or {}
     return bool(obj.get("quiet"))
-
-
-def _load(data_dir: Path) -> Settings:
-    return load_settings(data_dir)
 
 
 def _parse_at(value: str | None) -> datetime | None:
@@ -111,10 +107,6 @@ def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
                    "`sync --force` overrides.")
 
 
-async def _token(settings: Settings) -> str:
-    return await ensure_service_token(settings)
-
-
 @click.command("plan")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable plan on stdout.")
@@ -130,11 +122,11 @@ def plan_command(ctx: click.Context, data_dir: Path, as_json: bool, at: str | No
 
     Example: hauspost plan -d /var/lib/hauspost
     """
-    settings = _load(data_dir)
+    settings = load_settings(data_dir)
     now = _parse_at(at)
 
     async def go() -> SyncOutcome:
-        token = await _token(settings)
+        token = await ensure_service_token(settings)
         return await run_sync(settings, token, dry_run=True, now=now, actor=current_actor())
 
     outcome = asyncio.run(go())
@@ -159,11 +151,11 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
 
     Example: hauspost sync -d /var/lib/hauspost
     """
-    settings = _load(data_dir)
+    settings = load_settings(data_dir)
     quiet = _quiet(ctx)
 
     async def go() -> SyncOutcome:
-        token = await _token(settings)
+        token = await ensure_service_token(settings)
         return await run_sync(settings, token, dry_run=dry_run, force=force,
                               actor=current_actor(), progress=not quiet and not as_json)
 
@@ -224,10 +216,10 @@ def offboard_command(data_dir: Path, target: str, reason: str, erase: bool, no_w
     Example: hauspost offboard E1042 --reason "left on 2026-11-30"
     """
     started = time.monotonic()
-    settings = _load(data_dir)
+    settings = load_settings(data_dir)
 
     async def go() -> OffboardResult:
-        token = await _token(settings)
+        token = await ensure_service_token(settings)
         store = open_store(settings.store_url)
         try:
             async with SynapseAdmin(settings.homeserver_url, token) as admin:
@@ -296,7 +288,7 @@ def audit_command(data_dir: Path, since: str | None, actor: str | None, action: 
 
     Example: hauspost audit --since 7d --action account.deactivate
     """
-    settings = _load(data_dir)
+    settings = load_settings(data_dir)
     query = repo.AuditQuery(since=_parse_since(since), actor=actor, action=action,
                             target=target, run_id=run_id, limit=limit)
     store = open_store(settings.store_url)
