@@ -52,7 +52,7 @@ def enqueue(session: Session, spec: JobSpec, *, actor: str, source: str,
             .order_by(ServiceJobRow.id)).first()
         if existing is not None:
             return existing
-    when = max(spec.not_before or now, now) if spec.not_before else now
+    when = max(spec.not_before, now) if spec.not_before else now
     row = ServiceJobRow(kind=spec.kind, target=spec.target, dedupe_key=spec.dedupe_key,
                         payload=spec.payload, actor=actor, reason=spec.reason, source=source,
                         state=JOB_PENDING, attempts=0, created_at=now, not_before=when,
