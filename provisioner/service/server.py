@@ -97,6 +97,9 @@ class Service:
         self.settings = settings
         self.store = store
         self.secrets = secrets
+        # Settings don't change while the service runs; policy_for also reads
+        # announcements.yaml, which the webhook and the leave-date tick don't need.
+        self.time_zone = policy_for(settings).time_zone
         self.worker = JobWorker(settings, store)
         self.stop_event = asyncio.Event()
         self.started = time.monotonic()
@@ -159,7 +162,7 @@ class Service:
             async with self.queue_lock:
                 jobs = await asyncio.to_thread(
                     accept, self.store, event, digest, actor=webhook.actor,
-                    tz=policy_for(self.settings).time_zone, now=datetime.now(UTC),
+                    tz=self.time_zone, now=datetime.now(UTC),
                     window=webhook.replay_window_seconds)
         except WebhookRefusedError as exc:
             logger.warning("HR webhook from %s refused (%d): %s", peer, exc.status, exc.reason)
@@ -175,7 +178,7 @@ class Service:
         def work() -> int:
             now = datetime.now(UTC)
             with self.store.session() as session:
-                specs = due_leavers(session, now, policy_for(self.settings).time_zone)
+                specs = due_leavers(session, now, self.time_zone)
                 for spec in specs:
                     enqueue(session, spec, actor=SERVICE_ACTOR, source="schedule", now=now)
                 return len(specs)
