@@ -132,8 +132,10 @@ async def test_unencrypted_legacy_rooms() -> None:
     assert "every room on this server must be end-to-end encrypted" in info.value.msg
     lenient = make_policy({"plaintext_in_unencrypted_rooms": "allow"})
     assert await lenient.check_event_allowed(message, {}) == (True, None)
-    with pytest.raises(SynapseError):
+    with pytest.raises(SynapseError) as info:
         await lenient.check_event_allowed(message, ENCRYPTED_STATE)
+    assert info.value.msg.startswith("Unencrypted m.room.message events are refused: this "
+                                     "room is end-to-end encrypted.")
 
 
 async def test_configured_sender_and_types() -> None:
@@ -141,9 +143,11 @@ async def test_configured_sender_and_types() -> None:
                           "allowed_plaintext_types": ["m.room.encrypted"]})
     assert await policy.check_event_allowed(
         event("m.room.message", BOT, {"body": "notice"}), ENCRYPTED_STATE) == (True, None)
-    with pytest.raises(SynapseError):
+    with pytest.raises(SynapseError) as info:
         await policy.check_event_allowed(
             event("m.reaction", ALICE, {}), ENCRYPTED_STATE)
+    assert info.value.msg.startswith("Unencrypted m.reaction events are refused: this room "
+                                     "is end-to-end encrypted.")
 
 
 async def test_internal_error_refuses() -> None:

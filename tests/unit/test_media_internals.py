@@ -145,8 +145,10 @@ def test_the_gate_decides_after_synapse_lookup_and_refuses_with_synapse_404() ->
             await repo.get_local_media_info(Request(), "closed", 20)
         assert (excinfo.value.code, excinfo.value.errcode, excinfo.value.msg) == (
             404, "M_NOT_FOUND", f"Not found '{Request.path.decode()}'")
-        with pytest.raises(SynapseError):
+        with pytest.raises(SynapseError) as excinfo:
             await repo.get_local_media_info(Request(), "orphan", 20)
+        assert (excinfo.value.code, excinfo.value.errcode, excinfo.value.msg) == (
+            404, "M_NOT_FOUND", f"Not found '{Request.path.decode()}'")
         # Synapse answered an unknown ID itself: nothing for the gate to decide.
         assert await repo.get_local_media_info(Request(), "unknown", 20) is None
 

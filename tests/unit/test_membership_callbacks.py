@@ -178,10 +178,12 @@ async def test_restricted_group_from_config() -> None:
     assert refused(await policy.user_may_invite(ALICE, CONTRACTOR, "!other"), "IT has listed")
     assert refused(await policy.user_may_create_room(CONTRACTOR, {}), "can't create rooms")
     assert await policy.user_may_create_room(ALICE, {}) == NOT_SPAM
-    with pytest.raises(SynapseError):
+    with pytest.raises(SynapseError) as info:
         await policy.check_event_allowed(
             event("m.room.member", ADMIN, {"membership": "invite"}, state_key=CONTRACTOR,
                   room_id="!other"), {})
+    assert info.value.msg == (f"{CONTRACTOR} may only take part in the rooms IT has listed "
+                              "for them, and this room is not one of them.")
 
 
 async def test_restricted_group_from_policy_room() -> None:
@@ -207,8 +209,9 @@ async def test_only_exempt_accounts_write_the_policy_room() -> None:
         await policy.check_event_allowed(lift, {})
     assert "Only IT's service account" in info.value.msg
     redaction = event("m.room.redaction", ADMIN, {"redacts": "$x"}, room_id=POLICY_ROOM)
-    with pytest.raises(SynapseError):
+    with pytest.raises(SynapseError) as info:
         await policy.check_event_allowed(redaction, {})
+    assert info.value.msg == "Only IT's service account may change the restricted-access policy."
     by_service = event(RESTRICTED_USER_EVENT, SERVICE, {"allowed_rooms": []},
                        state_key=policy_state_key(CONTRACTOR), room_id=POLICY_ROOM)
     assert await policy.check_event_allowed(by_service, {}) == (True, None)
