@@ -103,7 +103,8 @@ class MediaStore:
         return await self._api.run_db_interaction("hauspost_media_avatar", read)
 
     async def _uploader_posts_in_any(self, uploader: str, rooms: frozenset[str]) -> bool:
-        for room_id in sorted(rooms):
+        # Any order: the first room the uploader may post in settles it.
+        for room_id in rooms:
             if await self._may_post(room_id, uploader):
                 return True
         return False
