@@ -7,7 +7,6 @@ logged. The account is protected: no sync, guard or offboarding ever touches it.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 from urllib.parse import quote
@@ -77,7 +76,6 @@ async def ensure_service_token(settings: Settings) -> str:
             token = await _password_login(settings.homeserver_url, settings.service_user_id,
                                           password)
     write_private(settings.service_token_file, token + "\n")
-    os.chmod(settings.service_token_file, 0o600)
     await exempt_from_rate_limits(settings.homeserver_url, token, settings.service_user_id)
     return token
 
