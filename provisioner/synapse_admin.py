@@ -40,7 +40,6 @@ class AccountState:
     display_name: str | None
     deactivated: bool
     admin: bool
-    emails: tuple[str, ...] = ()
 
 
 def q(user_id: str) -> str:
@@ -129,10 +128,8 @@ class SynapseAdmin:
         if resp.status_code == 404:
             return None
         data = resp.json()
-        emails = tuple(t["address"] for t in data.get("threepids", []) if t.get("medium") == "email")
         return AccountState(user_id=data["name"], display_name=data.get("displayname"),
-                            deactivated=bool(data.get("deactivated")), admin=bool(data.get("admin")),
-                            emails=emails)
+                            deactivated=bool(data.get("deactivated")), admin=bool(data.get("admin")))
 
     async def list_accounts(self, page_size: int = 500) -> list[AccountState]:
         """Every local account, deactivated ones included (guests excluded)."""
@@ -150,25 +147,6 @@ class SynapseAdmin:
             if not nxt:
                 return out
             params["from"] = nxt
-
-    async def upsert_account(self, user_id: str, *, display_name: str | None = None,
-                             password: str | None = None, email: str | None = None,
-                             deactivated: bool | None = None, admin: bool | None = None,
-                             logout: bool = False) -> None:
-        body: dict[str, Any] = {}
-        if display_name is not None:
-            body["displayname"] = display_name
-        if password is not None:
-            body["password"] = password
-            body["logout_devices"] = logout
-        if email is not None:
-            body["threepids"] = [{"medium": "email", "address": email}]
-        if deactivated is not None:
-            body["deactivated"] = deactivated
-        if admin is not None:
-            body["admin"] = admin
-        await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
-                           ok=(200, 201))
 
     async def deactivate(self, user_id: str, *, erase: bool = False) -> None:
         """Revokes tokens, deletes devices and pushers, parts all rooms (Synapse admin API)."""
