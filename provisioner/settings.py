@@ -76,10 +76,8 @@ class Settings:
 
 
 def _path(base: Path, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    p = Path(value)
-    return p if p.is_absolute() else (base / p)
+    # An absolute value replaces `base` (pathlib's `/`); a relative one is under it.
+    return None if value is None else base / value
 
 
 def parse_ldap(section: Section, base: Path) -> LdapSettings:

@@ -56,11 +56,8 @@ def parse_sync(section: Section | None, base: Path) -> SyncSettings:
         raise section.error("initial_password",
                             "secrets are not allowed inline; use initial_password_file")
     password_file = section.str("initial_password_file")
-    password_path: Path | None = None
-    if password_file is not None:
-        password_path = Path(password_file)
-        if not password_path.is_absolute():
-            password_path = base / password_path
+    # An absolute path replaces `base` (pathlib's `/`).
+    password_path = base / password_file if password_file is not None else None
     section.done()
     return SyncSettings(concurrency=concurrency, guard_max_count=max_count,
                         guard_max_share=max_share, protected_accounts=tuple(protected),

@@ -99,7 +99,7 @@ def parse_ldap_source_options(section: Section, base: Path,
     ca_file = section.str("ca_file")
     ca_path: Path | None = None
     if ca_file is not None:
-        ca_path = Path(ca_file) if Path(ca_file).is_absolute() else base / ca_file
+        ca_path = base / ca_file  # an absolute path replaces `base` (pathlib's `/`)
         if not ca_path.is_file():
             raise section.error("ca_file", f"file not found: {ca_path}")
     allowed = section.str_list("allowed_groups")
@@ -224,7 +224,7 @@ def _status_values(section: Section | None) -> tuple[frozenset[str], frozenset[s
 
 def parse_hr_csv(section: Section, base: Path, *, identity_source: bool) -> HrCsvConfig:
     raw_path = section.str("path", required=True)
-    path = Path(raw_path) if Path(raw_path).is_absolute() else base / raw_path
+    path = base / raw_path  # an absolute path replaces `base` (pathlib's `/`)
     delimiter = section.str("delimiter", "auto")
     if delimiter not in ("auto", ";", ","):
         raise section.error("delimiter", f"expected 'auto', ';' or ',', got {delimiter!r}")
