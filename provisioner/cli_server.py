@@ -7,7 +7,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -15,7 +14,7 @@ from provisioner.data_dir import InitRequest, init_data_dir
 from provisioner.errors import ConfigError
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import LdapSettings, Settings, load_settings
-from provisioner.synapse_process import SynapseProcess
+from provisioner.synapse_process import StopRequestedError, SynapseProcess, raise_stop
 from provisioner.worker_processes import has_worker_layout, serve_workers
 
 DEMO_SERVER_NAME = "hauspost.localhost"
@@ -107,21 +106,13 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
     click.echo(f"Next: hauspost run -d {data_dir}", err=True)
 
 
-class _StopRequestedError(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequestedError(signum)
-
-
 def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
                   seed: bool = False) -> int:
     """Start Synapse, wait until healthy, bootstrap the service account, wait for a signal."""
     process = SynapseProcess(settings.homeserver_config)
     started = time.monotonic()
     process.start()
-    old_term = signal.signal(signal.SIGTERM, _raise_stop)
+    old_term = signal.signal(signal.SIGTERM, raise_stop)
     try:
         process.wait_healthy(timeout=120)
         asyncio.run(ensure_service_token(settings))
@@ -142,7 +133,7 @@ def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
         code = process.proc.wait()
         click.echo(f"Synapse exited with code {code}; see {process.log_path}", err=True)
         return code or 1
-    except (KeyboardInterrupt, _StopRequestedError):
+    except (KeyboardInterrupt, StopRequestedError):
         # A second Ctrl-C / SIGTERM must not cut the clean stop short.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

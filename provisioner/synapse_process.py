@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import httpx
 import yaml
@@ -29,6 +30,15 @@ class SynapseStartError(HauspostError):
     def __init__(self, message: str, output: str) -> None:
         super().__init__(message)
         self.output = output
+
+
+class StopRequestedError(Exception):
+    """SIGTERM arrived: `hauspost run` stops its processes the way Ctrl-C does."""
+
+
+def raise_stop(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler for `hauspost run` (single process and worker layout)."""
+    raise StopRequestedError(signum)
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -13,7 +13,6 @@ import logging
 import signal
 import time
 from pathlib import Path
-from types import FrameType
 
 import click
 import yaml
@@ -21,7 +20,12 @@ import yaml
 from provisioner.errors import ConfigError
 from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings
-from provisioner.synapse_process import SynapseProcess, SynapseStartError
+from provisioner.synapse_process import (
+    StopRequestedError,
+    SynapseProcess,
+    SynapseStartError,
+    raise_stop,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,18 +102,10 @@ class ProcessGroup:
         return codes
 
 
-class _StopRequestedError(Exception):
-    pass
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequestedError(signum)
-
-
 def serve_workers(settings: Settings) -> int:
     """`hauspost run` for a worker layout: start all, bootstrap, wait for a signal or an exit."""
     group = ProcessGroup(settings.homeserver_config)
-    old_term = signal.signal(signal.SIGTERM, _raise_stop)
+    old_term = signal.signal(signal.SIGTERM, raise_stop)
     try:
         seconds = group.start()
         asyncio.run(ensure_service_token(settings))
@@ -124,7 +120,7 @@ def serve_workers(settings: Settings) -> int:
         click.echo(f"{name} exited with code {code}; stopping the others "
                    f"(see {group.processes[name].log_path})", err=True)
         return code or 1
-    except (KeyboardInterrupt, _StopRequestedError):
+    except (KeyboardInterrupt, StopRequestedError):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         click.echo("Stopping Synapse workers and the main process…", err=True)
