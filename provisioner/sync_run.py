@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 DirectoryReader = Callable[[Settings], DirectoryRead]
 
 
-def default_reader(settings: Settings) -> DirectoryRead:
-    return read_directory(settings)
-
-
 def _announcement_bot(settings: Settings) -> str:
     try:
         config = load_announcement_config(settings.data_dir)
@@ -160,7 +156,7 @@ async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
 
 async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
                    force: bool = False, now: datetime | None = None, actor: str,
-                   progress: bool = True, reader: DirectoryReader = default_reader,
+                   progress: bool = True, reader: DirectoryReader = read_directory,
                    store: Store | None = None) -> SyncOutcome:
     """Plan, and unless `dry_run`, apply. Raises MassDeactivationError (nothing changed)
     when the guard trips and `force` is not given."""
