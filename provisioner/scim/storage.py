@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,14 +141,9 @@ class HauspostScimStorage(AsyncScimStorage):
         self._links = links
         return len(resources)
 
-    @asynccontextmanager
-    async def _serialized(self) -> AsyncIterator[None]:
-        async with self._lock:
-            yield
-
-    def operation(self) -> Any:
+    def operation(self) -> AbstractAsyncContextManager[None]:
         # One write at a time: read-modify-write of PATCH/PUT stays atomic.
-        return self._serialized()
+        return self._lock
 
     # --- reads ------------------------------------------------------------------------
 
