@@ -89,18 +89,8 @@ def fail_closed(on_error: Callable[[], R]) -> Callable[[Callable[P, Awaitable[R]
 
 def fail_closed_raising(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Like `fail_closed`, for callbacks that refuse by raising a SynapseError."""
-
-    @functools.wraps(func)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await func(*args, **kwargs)
-        except Exception as exc:
-            if _is_control_flow(exc):
-                raise
-            logger.exception("%s failed; refusing the action", func.__qualname__)
-            raise_refusal()
-
-    return guarded
+    on_error: Callable[[], R] = raise_refusal
+    return fail_closed(on_error)(func)
 
 
 def refuse_spam() -> SpamResult:
