@@ -54,8 +54,7 @@ async def ensure_service_token(settings: Settings) -> str:
     keys = settings.service_token_file.parent
     token = _read(settings.service_token_file)
     if token and await _token_works(settings.homeserver_url, token):
-        await exempt_from_rate_limits(settings.homeserver_url, token, settings.service_user_id)
-        return token
+        return token  # exempted when this token was issued: no extra request per command
     password_file = keys / "service_account_password"
     password = _read(password_file)
     if password is None:
