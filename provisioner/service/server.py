@@ -24,7 +24,6 @@ from aiohttp import web
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.scim.app import PREFIX, ScimApplication, aiohttp_handler, build_provider, resource_models
 from provisioner.scim.storage import HauspostScimStorage
-from provisioner.service.announcements_hook import find_tick, tick_action
 from provisioner.service.leave_dates import due_leavers
 from provisioner.service.queue import KIND_SYNC, JobSpec, enqueue, queue_status
 from provisioner.service.scheduler import Scheduler
@@ -199,17 +198,21 @@ class Service:
             await asyncio.to_thread(work)
         self.worker.wake()
 
+    async def _announcement_tick(self) -> None:
+        # Imported at the first tick, one interval after start: it loads the bot's E2EE
+        # client, which the SCIM endpoint and the webhook don't need to start answering.
+        from provisioner.announcements.tick import run_tick
+
+        await run_tick(self.settings, datetime.now(UTC))
+
     def plan_schedules(self) -> None:
         service = self.settings.service
         self.scheduler.every("leave-dates", service.tick_seconds, self._queue_leavers)
         if service.sync_interval_seconds:
             self.scheduler.every("directory-sync", service.sync_interval_seconds,
                                  self._queue_sync)
-        tick = find_tick()
-        if tick is not None:
-            self.scheduler.every("announcement-reminders", service.tick_seconds,
-                                 tick_action(self.settings, tick), run_at_start=False)
-            logger.info("announcement reminders: every %.0f s", service.tick_seconds)
+        self.scheduler.every("announcement-reminders", service.tick_seconds,
+                             self._announcement_tick, run_at_start=False)
 
     # --- life cycle -------------------------------------------------------------------
 
