@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 
@@ -70,7 +70,7 @@ def is_permanent(exc: BaseException) -> bool:
 
 class JobWorker:
     def __init__(self, settings: Settings, store: Store, *,
-                 clock: Any = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
