@@ -246,7 +246,7 @@ def offboard_command(data_dir: Path, target: str, reason: str, erase: bool, no_w
 _RELATIVE = re.compile(r"^(\d+)([mhdw])$")
 
 
-def _parse_since(value: str | None) -> datetime | None:
+def _parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
     if value is None:
         return None
     match = _RELATIVE.match(value.strip())
@@ -254,7 +254,7 @@ def _parse_since(value: str | None) -> datetime | None:
         amount, unit = int(match.group(1)), match.group(2)
         delta = {"m": timedelta(minutes=amount), "h": timedelta(hours=amount),
                  "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
-        return datetime.now(UTC) - delta
+        return (now or datetime.now(UTC)) - delta
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

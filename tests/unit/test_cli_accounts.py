@@ -56,9 +56,10 @@ def test_render_plan_lists_every_action_problem_and_count() -> None:
 
 
 def test_since_accepts_ages_and_iso_dates() -> None:
-    got = _parse_since("7d")
-    assert got is not None
-    assert abs((datetime.now(UTC) - timedelta(days=7) - got).total_seconds()) < 5
+    now = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
+    assert _parse_since("7d", now=now) == datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
+    assert _parse_since("30m", now=now) == datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    assert _parse_since("2w", now=now) == now - timedelta(weeks=2)
     assert _parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
     with pytest.raises(click.BadParameter, match="an age like 30m"):
         _parse_since("last tuesday")
