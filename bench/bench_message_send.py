@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provisioner.module_configs import encryption_policy, membership_policy  # noqa: E402
+from provisioner.homeserver.module_configs import encryption_policy, membership_policy  # noqa: E402
 from tests.harness.synapse_server import SynapseServer, start_synapse  # noqa: E402
 
 SERVER_NAME = "hauspost.test"

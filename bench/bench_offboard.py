@@ -8,7 +8,7 @@ with a password and member of a room:
 - command:  the real `hauspost offboard <mxid> --no-wait` console script, timed from
   spawning the process until /whoami answers M_UNKNOWN_TOKEN (includes Python start-up,
   loading the config and the store);
-- library:  `provisioner.offboard.offboard` in-process, until the token is rejected.
+- library:  `provisioner.accounts.offboard.offboard` in-process, until the token is rejected.
 
     .venv/bin/python bench/bench_offboard.py [--users 20]
 
@@ -30,10 +30,10 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provisioner.offboard import offboard  # noqa: E402
+from provisioner.accounts.offboard import offboard  # noqa: E402
+from provisioner.homeserver.synapse_admin import SynapseAdmin  # noqa: E402
 from provisioner.settings import load_settings  # noqa: E402
 from provisioner.store import open_store  # noqa: E402
-from provisioner.synapse_admin import SynapseAdmin  # noqa: E402
 from tests.harness.synapse_server import SynapseServer, TestUser, start_synapse  # noqa: E402
 
 HAUSPOST = str(Path(sys.executable).parent / "hauspost")

@@ -9,7 +9,7 @@ member of a room (created by the service from a SCIM POST):
 - scim:     `PATCH /scim/v2/Users/<id>` with {"op":"replace","value":{"active":false}},
             timed from sending the request until /whoami answers M_UNKNOWN_TOKEN
             (includes storing the change and its job, the worker waking up, the
-            deactivation through provisioner/offboard.py);
+            deactivation through provisioner/accounts/offboard.py);
 - ack:      how long the PATCH itself took to answer (the change is durable by then).
 
     .venv/bin/python bench/bench_scim_offboard.py [--users 10]

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from provisioner.settings import load_settings  # noqa: E402
 from provisioner.store import open_store  # noqa: E402
 from provisioner.store import repository as repo  # noqa: E402
-from provisioner.sync_run import run_sync  # noqa: E402
+from provisioner.sync.run import run_sync  # noqa: E402
 from tests.harness.ldap_seed import make_people, people_ldif  # noqa: E402
 from tests.harness.slapd_server import (  # noqa: E402
     ADMIN_DN,

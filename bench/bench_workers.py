@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from provisioner.settings import load_settings  # noqa: E402
 from provisioner.store import open_store  # noqa: E402
-from provisioner.sync_run import run_sync  # noqa: E402
+from provisioner.sync.run import run_sync  # noqa: E402
 from tests.harness.ldap_seed import make_people, people_ldif  # noqa: E402
 from tests.harness.postgres_server import PostgresServer, start_postgres  # noqa: E402
 from tests.harness.slapd_server import (  # noqa: E402

@@ -68,3 +68,14 @@ class DirectoryRead:
     def skipped_localparts(self) -> frozenset[str]:
         """Localparts of skipped entries: their accounts must be left as they are."""
         return frozenset(p.localpart for p in self.problems if p.localpart)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A stored employee <-> account link and what we last applied to it."""
+
+    employee_id: str
+    user_id: str
+    email: str | None = None
+    #: Offboarded by hand: stays deactivated until the directory also marks them gone.
+    hold: bool = False

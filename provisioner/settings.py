@@ -22,7 +22,7 @@ from provisioner.directory.config import (
 from provisioner.errors import ConfigError
 from provisioner.servername import validate_server_name
 from provisioner.service.config import ServiceSettings, parse_service
-from provisioner.sync_settings import SyncSettings, parse_sync
+from provisioner.sync.config import SyncSettings, parse_sync
 from provisioner.validation import Section
 
 SETTINGS_FILE = "hauspost.yaml"
@@ -59,7 +59,7 @@ class Settings:
     protected_accounts: tuple[str, ...] = field(default_factory=tuple)
     #: Which directory sources `sync` reads (provisioner/directory/config.py).
     directory: DirectoryConfig | None = None
-    #: How `hauspost sync` applies changes (provisioner/sync_settings.py).
+    #: How `hauspost sync` applies changes (provisioner/sync/config.py).
     sync: SyncSettings = field(default_factory=SyncSettings)
     #: Room policy directory (docs/org-rooms.md); None: rooms are not managed.
     policies: Path | None = None

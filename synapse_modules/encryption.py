@@ -127,7 +127,7 @@ def room_is_encrypted(state: StateMap[EventBase]) -> bool:
 
 
 class EncryptionPolicy:
-    """Loaded by Synapse from `modules:`; see provisioner/module_configs.py."""
+    """Loaded by Synapse from `modules:`; see provisioner/homeserver/module_configs.py."""
 
     def __init__(self, config: EncryptionPolicyConfig, api: ModuleApi) -> None:
         self._config = config

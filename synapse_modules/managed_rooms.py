@@ -106,7 +106,7 @@ def refuse_leaving(marker: Marker | None, sender: str, target: str, membership: 
 
 
 class ManagedRoomsPolicy:
-    """Loaded by Synapse from `modules:`; see provisioner/module_configs.py."""
+    """Loaded by Synapse from `modules:`; see provisioner/homeserver/module_configs.py."""
 
     def __init__(self, config: ManagedRoomsConfig, api: ModuleApi) -> None:
         self._config = config

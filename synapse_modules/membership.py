@@ -259,7 +259,7 @@ def allowed_rooms_from_policy_state(event: EventBase | None) -> frozenset[str] |
 
 
 class MembershipPolicy:
-    """Loaded by Synapse from `modules:`; see provisioner/module_configs.py."""
+    """Loaded by Synapse from `modules:`; see provisioner/homeserver/module_configs.py."""
 
     def __init__(self, config: MembershipPolicyConfig, api: ModuleApi) -> None:
         self._config = config

@@ -44,15 +44,15 @@ from nio import (
 )
 
 # Re-exported: the account helpers live without nio for the room sync's sake.
-from provisioner.announcements.bot_account import PASSWORD_FILE as PASSWORD_FILE
-from provisioner.announcements.bot_account import _read_secret, bot_user_id
-from provisioner.announcements.bot_account import _secret as _secret
-from provisioner.announcements.bot_account import ensure_bot_account as ensure_bot_account
+from provisioner.accounts.bot_account import PASSWORD_FILE as PASSWORD_FILE
+from provisioner.accounts.bot_account import _read_secret, bot_user_id
+from provisioner.accounts.bot_account import _secret as _secret
+from provisioner.accounts.bot_account import ensure_bot_account as ensure_bot_account
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.errors import HauspostError
+from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.private_files import write_private
 from provisioner.settings import Settings
-from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 

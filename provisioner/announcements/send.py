@@ -17,9 +17,9 @@ from typing import Any
 from nio import SyncResponse
 from sqlalchemy import insert
 
+from provisioner.accounts.bot_account import audit_bot_account_change
 from provisioner.announcements.ack import collect
 from provisioner.announcements.bot import Bot, BotError, SyncHandler, open_bot
-from provisioner.announcements.bot_account import audit_bot_account_change
 from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.announcements.targets import Person, RoomSource, Target, resolve

@@ -25,7 +25,7 @@ from provisioner.announcements.bot import Bot
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
 from provisioner.announcements.send import open_recording_bot
 from provisioner.errors import HauspostError
-from provisioner.service_account import ensure_service_token
+from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.settings import Settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo

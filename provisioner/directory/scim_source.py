@@ -21,9 +21,9 @@ from scim2_models import InvalidValueException
 from sqlalchemy import select
 
 from provisioner.directory.duplicates import reject_duplicates
+from provisioner.directory.scim_groups import groups_by_employee
+from provisioner.directory.scim_person import person_of
 from provisioner.employee import DirectoryRead, Employee, SourceProblem, Status
-from provisioner.scim.groups import groups_by_employee
-from provisioner.scim.person import person_of
 from provisioner.store import open_store
 from provisioner.store.service_models import ScimResourceRow
 

@@ -1,7 +1,7 @@
 """What a SCIM change means for the Matrix account (pure): old person + new person -> jobs.
 
 - created active, or active again         -> reconcile (create / link / reactivate)
-- active -> inactive, or deleted          -> offboard at once (provisioner/offboard.py)
+- active -> inactive, or deleted          -> offboard at once (provisioner/accounts/offboard.py)
 - name or e-mail changed while active     -> reconcile (display name, e-mail)
 - created inactive, changed while inactive -> nothing for Synapse (recorded only)
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from provisioner.scim.person import ScimPerson
-from provisioner.service.queue import KIND_OFFBOARD, KIND_RECONCILE, KIND_ROOMS, JobSpec
+from provisioner.directory.scim_person import ScimPerson
+from provisioner.store.jobs import KIND_OFFBOARD, KIND_RECONCILE, KIND_ROOMS, JobSpec
 
 ROOM_SYNC_KEY = "rooms"
 

@@ -37,12 +37,12 @@ from scim2_server.storage import AsyncScimStorage, SearchPage, search_page
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provisioner.planner import user_id_for
+from provisioner.accounts.plan import user_id_for
+from provisioner.directory.scim_person import ScimPerson, employee_id_for, person_of
 from provisioner.scim.effects import changes_rooms, room_sync_job, user_effects
-from provisioner.scim.person import ScimPerson, employee_id_for, person_of
-from provisioner.service.queue import JobSpec, enqueue
 from provisioner.store import Store
 from provisioner.store import repository as repo
+from provisioner.store.jobs import JobSpec, enqueue
 from provisioner.store.service_models import ScimResourceRow
 
 logger = logging.getLogger(__name__)

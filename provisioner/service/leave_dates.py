@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provisioner.directory.leave import access_ends_at
-from provisioner.service.queue import KIND_OFFBOARD, JobSpec
+from provisioner.store.jobs import KIND_OFFBOARD, JobSpec
 from provisioner.store.models import AccountRow, EmployeeRow
 from provisioner.store.service_models import JOB_FAILED, ServiceJobRow
 

@@ -13,13 +13,13 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from provisioner import room_sync
 from provisioner.directory.read import read_directory
-from provisioner.run_lock import run_lock
+from provisioner.homeserver.synapse_admin import SynapseAdmin
+from provisioner.rooms import run as room_sync
 from provisioner.settings import Settings
 from provisioner.store import Store
 from provisioner.store import repository as repo
-from provisioner.synapse_admin import SynapseAdmin
+from provisioner.store.run_lock import run_lock
 
 logger = logging.getLogger(__name__)
 

@@ -21,17 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
+from provisioner.accounts.policy import policy_for
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.scim.app import PREFIX, ScimApplication, aiohttp_handler, build_provider, resource_models
 from provisioner.scim.storage import HauspostScimStorage
 from provisioner.service.leave_dates import due_leavers
-from provisioner.service.queue import KIND_SYNC, JobSpec, enqueue, queue_status
 from provisioner.service.scheduler import Scheduler
-from provisioner.service.worker import JobWorker
-from provisioner.settings import Settings
-from provisioner.store import Store, open_store
-from provisioner.sync_run import policy_for
-from provisioner.webhook import (
+from provisioner.service.webhook import (
     MAX_BODY,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -40,6 +36,10 @@ from provisioner.webhook import (
     parse_event,
     verify,
 )
+from provisioner.service.worker import JobWorker
+from provisioner.settings import Settings
+from provisioner.store import Store, open_store
+from provisioner.store.jobs import KIND_SYNC, JobSpec, enqueue, queue_status
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The worker of the durable queue: applies accepted HR changes, retrying until done.
 
 Jobs run one at a time, oldest first, through the same code paths as the CLI:
-- `offboard`  -> provisioner/offboard.py `offboard()` (what `hauspost offboard` runs);
-- `reconcile` -> the planner for this one person, applied by provisioner/apply.py
+- `offboard`  -> provisioner/accounts/offboard.py `offboard()` (what `hauspost offboard` runs);
+- `reconcile` -> the planner for this one person, applied by provisioner/accounts/apply.py
                  (create / link / rename / e-mail / reactivate, audited like a sync);
-- `sync`      -> provisioner/sync_run.py `run_sync()` (the directory sync);
+- `sync`      -> provisioner/sync/run.py `run_sync()` (the directory sync);
 - `rooms`     -> provisioner/service/room_job.py `run_room_sync()` (the room part alone,
                  after SCIM membership changes).
 
@@ -24,12 +24,19 @@ from datetime import UTC, datetime
 
 import httpx
 
-from provisioner.apply import ApplyOptions, apply_plan
+from provisioner.accounts.apply import ApplyOptions, apply_plan
+from provisioner.accounts.offboard import OffboardRefusedError, offboard
+from provisioner.accounts.plan import Account, MassDeactivationError, Plan, build_plan
+from provisioner.accounts.policy import policy_for
 from provisioner.employee import DirectoryRead, Employee
 from provisioner.errors import ConfigError, HauspostError
-from provisioner.offboard import OffboardRefusedError, offboard
-from provisioner.planner import Account, MassDeactivationError, Plan, build_plan
-from provisioner.service.queue import (
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_admin import AdminApiError, SynapseAdmin
+from provisioner.service.room_job import run_room_sync
+from provisioner.settings import Settings
+from provisioner.store import Store
+from provisioner.store import repository as repo
+from provisioner.store.jobs import (
     KIND_OFFBOARD,
     KIND_RECONCILE,
     KIND_ROOMS,
@@ -40,14 +47,8 @@ from provisioner.service.queue import (
     mark_retry,
     next_due_at,
 )
-from provisioner.service.room_job import run_room_sync
-from provisioner.service_account import ensure_service_token
-from provisioner.settings import Settings
-from provisioner.store import Store
-from provisioner.store import repository as repo
 from provisioner.store.service_models import ServiceJobRow
-from provisioner.synapse_admin import AdminApiError, SynapseAdmin
-from provisioner.sync_run import initial_password, policy_for, run_sync
+from provisioner.sync.run import initial_password, run_sync
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""The provisioner's state: employees, account links, runs and the append-only audit log."""
+"""The provisioner's state: employees, account links, runs, the append-only audit log, the job
+queue of accepted HR changes (`jobs`) and the run lock (`run_lock`)."""
 
 from provisioner.store.database import AppendOnlyError, Store, StoreError, open_store
 

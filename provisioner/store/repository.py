@@ -13,8 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from provisioner.employee import Employee
-from provisioner.planner import Link
+from provisioner.employee import Employee, Link
 from provisioner.store.models import AccountRow, AuditRow, EmployeeRow, RunRow
 
 _EMPLOYEES = cast(Table, EmployeeRow.__table__)

@@ -25,7 +25,7 @@ from pathlib import Path
 import ldap3
 from ldap3.utils.dn import escape_rdn
 
-from provisioner.synapse_process import free_port
+from provisioner.homeserver.synapse_process import free_port
 from tests.harness.slapd_server import (
     GROUPS_DN,
     MODULE_DIRS,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from provisioner.synapse_process import free_port
+from provisioner.homeserver.synapse_process import free_port
 
 
 class NginxMissingError(RuntimeError):

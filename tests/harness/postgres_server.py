@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.synapse_process import free_port
+from provisioner.homeserver.synapse_process import free_port
 
 SUPERUSER = "postgres"
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import ldap3
 
-from provisioner.synapse_process import free_port
+from provisioner.homeserver.synapse_process import free_port
 
 BASE_DN = "dc=hauspost,dc=test"
 ADMIN_DN = f"cn=admin,{BASE_DN}"

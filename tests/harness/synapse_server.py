@@ -14,11 +14,11 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from provisioner.data_dir import InitRequest, init_data_dir
-from provisioner.module_configs import ModuleEntry
-from provisioner.service_account import ensure_service_token
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.module_configs import ModuleEntry
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_process import SynapseProcess, free_port
 from provisioner.settings import LdapSettings, load_settings
-from provisioner.synapse_process import SynapseProcess, free_port
 
 TEST_PASSWORD = "correct horse battery staple"
 

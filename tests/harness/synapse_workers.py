@@ -22,11 +22,11 @@ import httpx
 import psycopg2
 import yaml
 
-from provisioner.data_dir import InitRequest, init_data_dir
-from provisioner.service_account import ensure_service_token
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_process import port_in_use
+from provisioner.homeserver.worker_processes import ProcessGroup
 from provisioner.settings import load_settings
-from provisioner.synapse_process import port_in_use
-from provisioner.worker_processes import ProcessGroup
 from tests.harness.nginx_server import NginxServer, start_nginx
 from tests.harness.postgres_server import PostgresServer, start_postgres
 from tests.harness.redis_server import RedisServer, start_redis

@@ -22,11 +22,11 @@ import httpx
 import pytest
 import yaml
 
-from provisioner.module_configs import ldap_login
+from provisioner.homeserver.module_configs import ldap_login
 from provisioner.settings import LdapSettings, Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
-from provisioner.sync_run import SyncOutcome, run_sync
+from provisioner.sync.run import SyncOutcome, run_sync
 from tests.harness.ldap_seed import SeedPerson, add_ou, add_people, unique_name
 from tests.harness.slapd_server import ADMIN_DN, ADMIN_PASSWORD, PEOPLE_DN, SlapdServer
 from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, start_synapse

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import yaml
 
-from provisioner.synapse_process import free_port
-from provisioner.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_for
+from provisioner.homeserver.synapse_process import free_port
+from provisioner.service.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_for
 
 REPO = Path(__file__).resolve().parents[2]
 INITIAL_PASSWORD = "scim initial password for tests"

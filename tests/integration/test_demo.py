@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import httpx
 
-from provisioner.demo import DEMO_PASSWORD
-from provisioner.synapse_process import free_port
+from provisioner.cli.demo import DEMO_PASSWORD
+from provisioner.homeserver.synapse_process import free_port
 
 
 def login(url: str, user: str) -> httpx.Response:

@@ -14,8 +14,8 @@ from provisioner.directory.config import LdapSourceOptions
 from provisioner.directory.errors import DirectoryUnavailableError
 from provisioner.directory.ldap_source import LdapSource, login_filter
 from provisioner.employee import Employee, SourceProblem, Status
+from provisioner.homeserver.synapse_process import free_port
 from provisioner.settings import LdapSettings
-from provisioner.synapse_process import free_port
 from tests.harness.ldap_seed import (
     SeedPerson,
     SlapdVariant,

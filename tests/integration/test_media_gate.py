@@ -20,7 +20,7 @@ from nio import AsyncClient, DownloadError, Event, MemoryDownloadResponse, RoomE
 from nio.crypto.attachments import decrypt_attachment
 from PIL import Image
 
-from provisioner.synapse_process import SynapseStartError
+from provisioner.homeserver.synapse_process import SynapseStartError
 from synapse_modules.media_store import POSTING_RIGHTS_CACHE_MS
 from tests.harness.e2ee import (
     close_all,

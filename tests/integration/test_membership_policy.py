@@ -15,8 +15,8 @@ import httpx
 import pytest
 import yaml
 
-from provisioner.module_configs import ModuleEntry, default_modules, membership_policy
-from provisioner.synapse_process import SynapseProcess, free_port
+from provisioner.homeserver.module_configs import ModuleEntry, default_modules, membership_policy
+from provisioner.homeserver.synapse_process import SynapseProcess, free_port
 from synapse_modules.membership import RESTRICTED_USER_EVENT, policy_state_key
 from tests.harness.synapse_server import SynapseServer, TestUser, start_synapse
 

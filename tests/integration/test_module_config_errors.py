@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from provisioner.module_configs import ModuleEntry, encryption_policy, membership_policy
-from provisioner.synapse_process import SynapseStartError
+from provisioner.homeserver.module_configs import ModuleEntry, encryption_policy, membership_policy
+from provisioner.homeserver.synapse_process import SynapseStartError
 from tests.harness.synapse_server import start_synapse
 
 MEMBERSHIP = "synapse_modules.membership.MembershipPolicy"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from provisioner.room_sync import load_managed
+from provisioner.rooms.run import load_managed
 from provisioner.settings import load_settings
 from provisioner.store import open_store
 from provisioner.store.models import RunRow

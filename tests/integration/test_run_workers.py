@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provisioner.synapse_process import read_listener, read_worker_listener
+from provisioner.homeserver.synapse_process import read_listener, read_worker_listener
 from tests.harness.postgres_server import PostgresServer, start_postgres
 from tests.harness.redis_server import RedisServer, start_redis
 from tests.harness.synapse_workers import free_port_block

@@ -13,7 +13,7 @@ import pytest
 from scim2_client import BaseSyncSCIMClient
 from scim2_tester import Status, check_server
 
-from provisioner.scim.groups import groups_by_employee
+from provisioner.directory.scim_groups import groups_by_employee
 from provisioner.settings import load_settings
 from provisioner.store import open_store
 from provisioner.store.service_models import ScimResourceRow

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from provisioner.room_sync import load_managed
+from provisioner.rooms.run import load_managed
 from provisioner.settings import load_settings
 from provisioner.store import Store, open_store
 from provisioner.store.models import AuditRow, RunRow

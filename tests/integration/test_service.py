@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioner.data_dir import InitRequest, init_data_dir
-from provisioner.synapse_process import free_port
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.synapse_process import free_port
 from tests.harness.synapse_server import SynapseServer, start_synapse
 from tests.integration.service_env import (
     INITIAL_PASSWORD,
@@ -188,7 +188,7 @@ def test_mis_signed_or_stale_webhook_is_refused_and_logged(env: Env, attack: str
     if attack == "wrong-secret":
         resp = env.service.send_hook(raw, secret="not-the-shared-secret-at-all")
     elif attack == "tampered-body":
-        from provisioner.webhook import signature_for
+        from provisioner.service.webhook import signature_for
 
         signature = signature_for(env.service.config.webhook_secret.encode(), str(now),
                                   raw.replace(b"ATT-", b"ATX-"))

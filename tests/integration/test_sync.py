@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from provisioner.planner import MassDeactivationError
-from provisioner.run_lock import run_lock
+from provisioner.accounts.plan import MassDeactivationError
+from provisioner.store.run_lock import run_lock
 from tests.harness.ldap_seed import delete_person, modify_person, rename_person
 from tests.integration.accounts_env import (  # noqa: F401 - fixtures by name
     AccountsEnv,
@@ -333,7 +333,7 @@ def test_audit_command_filters_and_json(env: AccountsEnv) -> None:
 def test_demo_mode_without_ldap_gives_the_initial_password(env: AccountsEnv) -> None:
     """HR export as the only source and a local initial password (demo / no-LDAP mode)."""
     from provisioner.directory.config import parse_directory
-    from provisioner.sync_settings import SyncSettings
+    from provisioner.sync.config import SyncSettings
     from provisioner.validation import Section
     from tests.integration.accounts_env import with_settings
 

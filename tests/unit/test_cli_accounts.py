@@ -9,11 +9,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from provisioner.accounts.plan import Account as SynapseAccount
+from provisioner.accounts.plan import Link, PlanPolicy, build_plan
 from provisioner.cli import main
-from provisioner.cli_accounts import _parse_since, render_plan
+from provisioner.cli.accounts import _parse_since, render_plan
 from provisioner.employee import DirectoryRead, Employee, SourceProblem
-from provisioner.planner import Account as SynapseAccount
-from provisioner.planner import Link, PlanPolicy, build_plan
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "accounts.md"
 COMMANDS = ("plan", "sync", "offboard", "audit")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from provisioner.data_dir import InitRequest, init_data_dir
-from provisioner.workers import WorkerLayout, parse_redis_url, plan_layout
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.workers import WorkerLayout, parse_redis_url, plan_layout
 from tests.harness.nginx_server import check_config, main_config
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from synapse.module_api.errors import ConfigError
 
-from provisioner.module_configs import encryption_policy
+from provisioner.homeserver.module_configs import encryption_policy
 from synapse_modules.encryption import DEFAULT_ALLOWED_PLAINTEXT_TYPES, EncryptionPolicy
 
 

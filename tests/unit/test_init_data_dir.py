@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.data_dir import SECRET_FILES, InitRequest, init_data_dir
 from provisioner.errors import ConfigError
-from provisioner.homeserver_config import HomeserverOptions, database_section, render_homeserver_yaml
+from provisioner.homeserver.data_dir import SECRET_FILES, InitRequest, init_data_dir
+from provisioner.homeserver.homeserver_yaml import HomeserverOptions, database_section, render_homeserver_yaml
 from provisioner.servername import validate_server_name
 from provisioner.settings import LdapSettings, load_settings
 

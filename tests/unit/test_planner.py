@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from provisioner.employee import DirectoryRead, Employee, SourceProblem, Status
-from provisioner.planner import (
+from provisioner.accounts.plan import (
     Account,
     Action,
     CreateAccount,
@@ -28,6 +27,7 @@ from provisioner.planner import (
     check_guard,
     guard_trips,
 )
+from provisioner.employee import DirectoryRead, Employee, SourceProblem, Status
 
 S = "corp.test"
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

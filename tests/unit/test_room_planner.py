@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from provisioner.employee import Employee
 from provisioner.policy import PolicySet, parse_texts
-from provisioner.room_planner import (
+from provisioner.rooms.plan import (
     AddMember,
     AddSpaceChild,
     ArchiveRoom,

@@ -3,9 +3,9 @@ membership ordering, and the accounts a dry run counts as members."""
 
 from __future__ import annotations
 
-from provisioner.planner import CreateAccount, Deactivate, DeactivationReason, Plan
-from provisioner.room_apply import create_body, interleave_rooms, state_content
-from provisioner.room_planner import (
+from provisioner.accounts.plan import CreateAccount, Deactivate, DeactivationReason, Plan
+from provisioner.rooms.apply import create_body, interleave_rooms, state_content
+from provisioner.rooms.plan import (
     AddMember,
     CreateSpace,
     Membership,
@@ -15,7 +15,7 @@ from provisioner.room_planner import (
     SetTopic,
     power_levels,
 )
-from provisioner.room_sync import accounts_after, members_count, state_from_events
+from provisioner.rooms.run import accounts_after, members_count, state_from_events
 
 SVC = "@hauspost:x.test"
 

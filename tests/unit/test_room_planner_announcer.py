@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.accounts.policy import policy_for
 from provisioner.employee import DirectoryRead
 from provisioner.errors import ConfigError
 from provisioner.policy import PolicySet, parse_texts
-from provisioner.room_planner import (
+from provisioner.rooms.plan import (
     AddMember,
     ArchiveRoom,
     CreateRoom,
@@ -26,9 +27,8 @@ from provisioner.room_planner import (
     plan_rooms,
     power_levels,
 )
-from provisioner.room_sync import context_for
+from provisioner.rooms.run import context_for
 from provisioner.settings import Settings
-from provisioner.sync_run import policy_for
 from tests.unit.test_room_planner import SERVICE, converged, kinds, member
 
 BOT = "@hauspost-bot:example.com"

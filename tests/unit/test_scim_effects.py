@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from provisioner.directory.scim_person import ScimPerson
 from provisioner.scim.effects import user_effects
-from provisioner.scim.person import ScimPerson
 
 UID = "@ann:example.com"
 ANN = ScimPerson("E1", "ann", "Ann", "ann@example.com", True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.scim.groups import groups_by_employee
+from provisioner.directory.scim_groups import groups_by_employee
 from provisioner.store import Store, open_store
 from provisioner.store.service_models import ScimResourceRow
 

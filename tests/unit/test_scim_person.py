@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from scim2_models import InvalidValueException
 
-from provisioner.scim.person import ENTERPRISE_USER, ScimPerson, employee_id_for, localpart_of, person_of
+from provisioner.directory.scim_person import (
+    ENTERPRISE_USER,
+    ScimPerson,
+    employee_id_for,
+    localpart_of,
+    person_of,
+)
 
 
 @pytest.mark.parametrize(("user_name", "localpart"), [

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from provisioner.scim.app import ScimApplication, build_provider, resource_models
 from provisioner.scim.storage import HauspostScimStorage
-from provisioner.service.queue import JobSpec, due_jobs, enqueue, mark_done, mark_retry
 from provisioner.service.server import rooms_follow_scim_groups
 from provisioner.settings import parse_settings
 from provisioner.store import Store, open_store
+from provisioner.store.jobs import JobSpec, due_jobs, enqueue, mark_done, mark_retry
 from provisioner.store.models import AuditRow
 from provisioner.store.service_models import ServiceJobRow
 

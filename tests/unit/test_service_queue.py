@@ -9,12 +9,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from provisioner.accounts.offboard import OffboardRefusedError
+from provisioner.accounts.plan import GuardSettings, MassDeactivationError
 from provisioner.employee import Employee, Status
 from provisioner.errors import ConfigError
-from provisioner.offboard import OffboardRefusedError
-from provisioner.planner import GuardSettings, MassDeactivationError
+from provisioner.homeserver.synapse_admin import AdminApiError
 from provisioner.service.leave_dates import due_leavers
-from provisioner.service.queue import (
+from provisioner.service.worker import is_permanent
+from provisioner.store import Store, open_store
+from provisioner.store import repository as repo
+from provisioner.store.jobs import (
     JobSpec,
     backoff,
     due_jobs,
@@ -25,10 +29,6 @@ from provisioner.service.queue import (
     next_due_at,
     queue_status,
 )
-from provisioner.service.worker import is_permanent
-from provisioner.store import Store, open_store
-from provisioner.store import repository as repo
-from provisioner.synapse_admin import AdminApiError
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 

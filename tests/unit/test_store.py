@@ -14,13 +14,13 @@ from sqlalchemy import delete, inspect, text, update
 from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from provisioner.employee import Employee, Status
-from provisioner.run_lock import RunLockedError, run_lock
 from provisioner.store import AppendOnlyError, Store, open_store
 from provisioner.store import repository as repo
 from provisioner.store.change_writer import Change, ChangeWriter
 from provisioner.store.database import make_engine
 from provisioner.store.migrate import HEADS, current_revisions, head_revisions
 from provisioner.store.models import AuditRow, RunLockRow
+from provisioner.store.run_lock import RunLockedError, run_lock
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.synapse_process import first_error_line
+from provisioner.homeserver.synapse_process import first_error_line
 
 CONFIG_ERROR_OUTPUT = """\
 2026-11-28 10:00:00,000 - root - INFO - starting

@@ -11,9 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from provisioner.store import Store, open_store
-from provisioner.store.service_models import ServiceJobRow, WebhookSeenRow
-from provisioner.webhook import (
+from provisioner.service.webhook import (
     HrEvent,
     WebhookRefusedError,
     accept,
@@ -22,6 +20,8 @@ from provisioner.webhook import (
     signature_for,
     verify,
 )
+from provisioner.store import Store, open_store
+from provisioner.store.service_models import ServiceJobRow, WebhookSeenRow
 
 SECRET = b"0123456789abcdef-shared"
 BODY = json.dumps({"employee_id": "E1", "event": "leaver",
@@ -131,8 +131,8 @@ def test_replay_is_refused_and_the_cache_is_pruned(store: Store) -> None:
 
 
 def test_a_linked_leaver_shares_the_pending_offboarding_of_their_account(store: Store) -> None:
-    from provisioner.service.queue import JobSpec, enqueue
     from provisioner.store import repository as repo
+    from provisioner.store.jobs import JobSpec, enqueue
 
     now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
     with store.session() as s:

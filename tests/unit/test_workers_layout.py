@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from synapse.config.homeserver import HomeServerConfig
 
 from provisioner.cli import main
-from provisioner.data_dir import InitRequest, init_data_dir
 from provisioner.errors import ConfigError
-from provisioner.workers import (
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.workers import (
     MEDIA_GATE_MODULE,
     RedisTarget,
     parse_redis_url,

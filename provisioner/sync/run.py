@@ -10,18 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from provisioner import room_sync
-from provisioner.announcements.bot_account import bot_user_id
-from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
-from provisioner.apply import ApplyOptions, ApplyResult, apply_plan
-from provisioner.directory.read import directory_config, read_directory
-from provisioner.employee import DirectoryRead
-from provisioner.errors import ConfigError
-from provisioner.planner import (
+from provisioner.accounts.apply import ApplyOptions, ApplyResult, apply_plan
+from provisioner.accounts.plan import (
     Account,
-    GuardSettings,
     MassDeactivationError,
     Plan,
     PlanPolicy,
@@ -29,40 +21,20 @@ from provisioner.planner import (
     check_guard,
     guard_trips,
 )
-from provisioner.run_lock import run_lock
+from provisioner.accounts.policy import policy_for
+from provisioner.directory.read import read_directory
+from provisioner.employee import DirectoryRead
+from provisioner.errors import ConfigError
+from provisioner.homeserver.synapse_admin import SynapseAdmin
+from provisioner.rooms import run as room_sync
 from provisioner.settings import Settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
-from provisioner.synapse_admin import SynapseAdmin
+from provisioner.store.run_lock import run_lock
 
 logger = logging.getLogger(__name__)
 
 DirectoryReader = Callable[[Settings], DirectoryRead]
-
-
-def _announcement_bot(settings: Settings) -> str:
-    try:
-        config = load_announcement_config(settings.data_dir)
-    except ConfigError as exc:
-        # Offboarding must not wait for a typo in announcements.yaml; the room sync and
-        # `hauspost announce` refuse the broken file themselves.
-        logger.warning("protecting the default announcement bot: %s", exc)
-        config = AnnouncementConfig()
-    return bot_user_id(config, settings.server_name)
-
-
-def policy_for(settings: Settings) -> PlanPolicy:
-    # The announcement bot belongs to hauspost, not to an employee (docs/announcements.md).
-    protected = frozenset({settings.service_user_id, *settings.protected_accounts,
-                           *settings.sync.protected_accounts, _announcement_bot(settings)})
-    try:
-        tz = directory_config(settings).time_zone
-    except ConfigError:
-        tz = ZoneInfo("UTC")  # no source configured: reading the directory will say so
-    return PlanPolicy(server_name=settings.server_name, protected=protected,
-                      guard=GuardSettings(settings.sync.guard_max_count,
-                                          settings.sync.guard_max_share),
-                      time_zone=tz)
 
 
 def initial_password(settings: Settings) -> str | None:

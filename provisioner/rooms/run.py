@@ -1,6 +1,6 @@
 """The room part of a `plan` / `sync` run: the adapters around the pure room planner.
 
-Called by `sync_run` after the accounts are applied (so new hires are in their rooms in
+Called by `provisioner.sync.run` after the accounts are applied (so new hires are in their rooms in
 the same run) and by `plan` (where accounts about to be created count as members).
 Rooms are managed only when hauspost.yaml names a `policies:` directory.
 """
@@ -18,16 +18,13 @@ from urllib.parse import quote
 
 from sqlalchemy import func, select, update
 
-from provisioner.announcements.bot_account import (
+from provisioner.accounts.bot_account import (
     audit_bot_account_change,
     bot_password_file,
     bot_user_id,
     ensure_bot_account,
 )
-from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
-from provisioner.employee import DirectoryRead
-from provisioner.errors import HauspostError
-from provisioner.planner import (
+from provisioner.accounts.plan import (
     CreateAccount,
     Deactivate,
     LinkAccount,
@@ -36,9 +33,14 @@ from provisioner.planner import (
     employee_active,
     user_id_for,
 )
+from provisioner.accounts.policy import policy_for
+from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.employee import DirectoryRead
+from provisioner.errors import HauspostError
+from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.policy import PolicySet, load_policies
-from provisioner.room_apply import RoomApplyResult, RoomFailure, apply_room_plan
-from provisioner.room_planner import (
+from provisioner.rooms.apply import RoomApplyResult, RoomFailure, apply_room_plan
+from provisioner.rooms.plan import (
     MARKER,
     AddMember,
     ManagedRoom,
@@ -53,7 +55,6 @@ from provisioner.settings import Settings
 from provisioner.store import Store
 from provisioner.store.models import AccountRow, AuditRow
 from provisioner.store.rooms_models import ManagedRoomRow
-from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,6 @@ def members_from(directory: DirectoryRead, accounts: Mapping[str, tuple[str, boo
                  settings: Settings, now: datetime) -> list[Member]:
     """Active employees with an active linked account. `accounts`: employee id ->
     (user id, active)."""
-    from provisioner.sync_run import policy_for  # the one place the company zone is read
 
     tz = policy_for(settings).time_zone
     out = []
@@ -207,7 +207,6 @@ def context_for(settings: Settings, directory: DirectoryRead,
                 accounts: Mapping[str, tuple[str, bool]],
                 rehired_at: Mapping[str, int] | None = None,
                 policy: PolicySet | None = None) -> RoomPlanContext:
-    from provisioner.sync_run import policy_for
 
     bot = announcement_bot(settings, policy)
 
@@ -239,7 +238,7 @@ async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
     return plan, managed, states
 
 
-# --- the hooks sync_run calls ------------------------------------------------------------
+# --- the hooks sync.run calls ------------------------------------------------------------
 
 
 async def plan_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdmin,

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from provisioner.directory.leave import effective_status
-from provisioner.employee import DirectoryRead, Employee, SourceProblem, Status
+from provisioner.employee import DirectoryRead, Employee, Link, SourceProblem, Status
 from provisioner.errors import HauspostError
 
 EXIT_GUARD = 5
@@ -40,15 +40,6 @@ _LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
 # --- inputs ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Link:
-    """A stored employee <-> account link and what we last applied to it."""
-
-    employee_id: str
-    user_id: str
-    email: str | None = None
-    #: Offboarded by hand: stays deactivated until the directory also marks them gone.
-    hold: bool = False
 
 
 @dataclass(frozen=True)

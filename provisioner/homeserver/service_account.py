@@ -14,9 +14,9 @@ from urllib.parse import quote
 import httpx
 
 from provisioner.errors import HauspostError
+from provisioner.homeserver.synapse_admin import AdminApiError, SynapseAdmin
 from provisioner.private_files import write_private
 from provisioner.settings import Settings
-from provisioner.synapse_admin import AdminApiError, SynapseAdmin
 
 logger = logging.getLogger(__name__)
 

@@ -19,18 +19,15 @@ from pathlib import Path
 import yaml
 
 from provisioner.errors import ConfigError, EnvironmentProblemError
-from provisioner.homeserver_config import (
+from provisioner.homeserver.homeserver_yaml import (
     HomeserverOptions,
     render_element_config,
     render_homeserver_yaml,
     render_log_config,
     render_well_known_client,
 )
-from provisioner.module_configs import default_modules
-from provisioner.private_files import write_private
-from provisioner.servername import validate_server_name
-from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
-from provisioner.workers import (
+from provisioner.homeserver.module_configs import default_modules
+from provisioner.homeserver.workers import (
     REPLICATION_SECRET_FILE,
     Hosts,
     WorkerLayout,
@@ -39,6 +36,9 @@ from provisioner.workers import (
     plan_layout,
     render_layout,
 )
+from provisioner.private_files import write_private
+from provisioner.servername import validate_server_name
+from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class InitRequest:
     ldap: LdapSettings | None = None
     #: Further hauspost.yaml sections (the demo's directory, sync and policies).
     extra_settings: Mapping[str, object] | None = None
-    # Worker layout (provisioner/workers.py): 0 = one process.
+    # Worker layout (provisioner/homeserver/workers.py): 0 = one process.
     workers: int = 0
     worker_base_port: int = 8100
     redis_url: str = "redis://127.0.0.1:6379"

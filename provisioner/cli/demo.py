@@ -10,15 +10,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.private_files import write_private
-from provisioner.service_account import ensure_service_token
 from provisioner.settings import Settings
-from provisioner.sync_run import run_sync
+from provisioner.sync.run import run_sync
 
 logger = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "hauspost-demo"  # noqa: S105 - published demo password, documented in README
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CSV = REPO_ROOT / "config" / "demo" / "employees.csv"
 DEMO_POLICIES = REPO_ROOT / "policies"
 DEMO_PASSWORD_FILE = "keys/demo_password"  # noqa: S105 - a path, not a secret

@@ -43,7 +43,7 @@ from provisioner.announcements.targets import (
 from provisioner.announcements.tick import TickResult, run_tick
 from provisioner.cli import data_dir_option
 from provisioner.directory.read import read_directory
-from provisioner.service_account import ensure_service_token
+from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.settings import Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store.announcement_models import AnnouncementRow

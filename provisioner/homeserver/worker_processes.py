@@ -18,14 +18,14 @@ import click
 import yaml
 
 from provisioner.errors import ConfigError
-from provisioner.service_account import ensure_service_token
-from provisioner.settings import Settings
-from provisioner.synapse_process import (
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_process import (
     StopRequestedError,
     SynapseProcess,
     SynapseStartError,
     raise_stop,
 )
+from provisioner.settings import Settings
 
 logger = logging.getLogger(__name__)
 

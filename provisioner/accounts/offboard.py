@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from provisioner.errors import EXIT_CONFIG, HauspostError
+from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.store import Store
 from provisioner.store import repository as repo
-from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 

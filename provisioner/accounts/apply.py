@@ -20,9 +20,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from provisioner.errors import HauspostError
-from provisioner.offboard import end_access
-from provisioner.planner import (
+from provisioner.accounts.offboard import end_access
+from provisioner.accounts.plan import (
     Action,
     CreateAccount,
     Deactivate,
@@ -33,9 +32,10 @@ from provisioner.planner import (
     UpdateDisplayName,
     UpdateEmail,
 )
+from provisioner.errors import HauspostError
+from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.store import Store
 from provisioner.store.change_writer import Change, ChangeWriter
-from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 

@@ -21,11 +21,8 @@ from typing import Any
 
 import click
 
-from provisioner.actor import current_actor
-from provisioner.cli import data_dir_option
-from provisioner.errors import EXIT_FAILURE, EXIT_OK
-from provisioner.offboard import OffboardResult, offboard
-from provisioner.planner import (
+from provisioner.accounts.offboard import OffboardResult, offboard
+from provisioner.accounts.plan import (
     EXIT_GUARD,
     CreateAccount,
     Deactivate,
@@ -36,12 +33,16 @@ from provisioner.planner import (
     UpdateDisplayName,
     UpdateEmail,
 )
-from provisioner.service_account import ensure_service_token
+from provisioner.accounts.policy import policy_for
+from provisioner.actor import current_actor
+from provisioner.cli import data_dir_option
+from provisioner.errors import EXIT_FAILURE, EXIT_OK
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.settings import load_settings
 from provisioner.store import open_store
 from provisioner.store import repository as repo
-from provisioner.synapse_admin import SynapseAdmin
-from provisioner.sync_run import SyncOutcome, policy_for, run_sync
+from provisioner.sync.run import SyncOutcome, run_sync
 
 EXIT_PARTIAL = 6
 EXIT_CHANGES_PENDING = 10
@@ -98,7 +99,7 @@ def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
         return
     click.echo(render_plan(outcome.plan, title="Plan (nothing has been changed):"))
     if outcome.rooms is not None:
-        from provisioner.room_sync import render_room_plan  # plan/sync only: keep offboard fast
+        from provisioner.rooms.run import render_room_plan  # plan/sync only: keep offboard fast
 
         click.echo(render_room_plan(outcome.rooms))
     if outcome.guard_would_trip:
@@ -174,7 +175,7 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
         for failure in outcome.result.failures:
             click.echo(f"  failed: {failure.action.describe()}: {failure.error}", err=True)
         if outcome.rooms is not None:
-            from provisioner.room_sync import render_room_plan
+            from provisioner.rooms.run import render_room_plan
 
             click.echo(render_room_plan(outcome.rooms))
     if outcome.status == "failed":

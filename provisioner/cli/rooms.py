@@ -19,17 +19,17 @@ import click
 from provisioner.cli import data_dir_option
 from provisioner.directory.read import read_directory
 from provisioner.errors import ConfigError
-from provisioner.room_planner import CreateRoom, RoomAction
-from provisioner.room_sync import (
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_admin import SynapseAdmin
+from provisioner.rooms.plan import CreateRoom, RoomAction
+from provisioner.rooms.run import (
     load_room_policy,
     members_count,
     plan_room_changes,
     stored_accounts,
 )
-from provisioner.service_account import ensure_service_token
 from provisioner.settings import load_settings
 from provisioner.store import open_store
-from provisioner.synapse_admin import SynapseAdmin
 
 
 def _drift(actions: list[RoomAction]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.announcements.config import AnnouncementConfig
+from provisioner.homeserver.synapse_admin import SynapseAdmin, q
 from provisioner.private_files import write_private
 from provisioner.settings import Settings
 from provisioner.store import Store
 from provisioner.store import repository as repo
-from provisioner.synapse_admin import SynapseAdmin, q
 
 logger = logging.getLogger(__name__)
 

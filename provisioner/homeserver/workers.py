@@ -26,8 +26,8 @@ from typing import Literal
 from urllib.parse import urlparse
 
 from provisioner.errors import ConfigError
-from provisioner.homeserver_config import render_log_config, y
-from provisioner.module_configs import ModuleEntry
+from provisioner.homeserver.homeserver_yaml import render_log_config, y
+from provisioner.homeserver.module_configs import ModuleEntry
 
 Role = Literal["client", "event_persister", "media", "background"]
 Hosts = Literal["loopback", "compose"]

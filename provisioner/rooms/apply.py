@@ -22,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import update
 
 from provisioner.errors import HauspostError
-from provisioner.room_planner import (
+from provisioner.homeserver.synapse_admin import SynapseAdmin
+from provisioner.rooms.plan import (
     MARKER,
     AddMember,
     AddSpaceChild,
@@ -42,7 +43,6 @@ from provisioner.room_planner import (
 from provisioner.store import Store
 from provisioner.store.change_writer import Change, ChangeWriter
 from provisioner.store.rooms_models import ManagedRoomRow
-from provisioner.synapse_admin import SynapseAdmin
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 
 from provisioner.errors import ConfigError
-from provisioner.module_configs import ModuleEntry
+from provisioner.homeserver.module_configs import ModuleEntry
 
 
 @dataclass(frozen=True)

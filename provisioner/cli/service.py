@@ -14,9 +14,9 @@ from pathlib import Path
 import click
 
 from provisioner.cli import data_dir_option
-from provisioner.service.queue import job_json, queue_status
 from provisioner.settings import load_settings
 from provisioner.store import open_store
+from provisioner.store.jobs import job_json, queue_status
 from provisioner.store.models import RunRow
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from provisioner.data_dir import InitRequest, init_data_dir
 from provisioner.errors import ConfigError
-from provisioner.service_account import ensure_service_token
+from provisioner.homeserver.data_dir import InitRequest, init_data_dir
+from provisioner.homeserver.service_account import ensure_service_token
+from provisioner.homeserver.synapse_process import StopRequestedError, SynapseProcess, raise_stop
+from provisioner.homeserver.worker_processes import has_worker_layout, serve_workers
 from provisioner.settings import LdapSettings, Settings, load_settings
-from provisioner.synapse_process import StopRequestedError, SynapseProcess, raise_stop
-from provisioner.worker_processes import has_worker_layout, serve_workers
 
 DEMO_SERVER_NAME = "hauspost.localhost"
 DEMO_DATA_DIR = Path(".demo")
@@ -117,7 +117,7 @@ def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
         process.wait_healthy(timeout=120)
         asyncio.run(ensure_service_token(settings))
         if seed:
-            from provisioner.demo import seed_demo_accounts
+            from provisioner.cli.demo import seed_demo_accounts
 
             lines = asyncio.run(seed_demo_accounts(settings))
             on_ready = (on_ready or []) + lines
@@ -173,7 +173,7 @@ def demo(data_dir: Path, port: int) -> None:
 
     Example: hauspost demo
     """
-    from provisioner.demo import demo_settings, write_demo_password
+    from provisioner.cli.demo import demo_settings, write_demo_password
 
     result = init_data_dir(InitRequest(server_name=DEMO_SERVER_NAME, data_dir=data_dir,
                                        port=port, extra_settings=demo_settings()))

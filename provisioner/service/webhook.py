@@ -34,9 +34,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from provisioner.directory.leave import access_ends_at
-from provisioner.service.queue import KIND_OFFBOARD, KIND_SYNC, JobSpec, enqueue
 from provisioner.store import Store
 from provisioner.store import repository as repo
+from provisioner.store.jobs import KIND_OFFBOARD, KIND_SYNC, JobSpec, enqueue
 from provisioner.store.service_models import WebhookSeenRow
 
 logger = logging.getLogger(__name__)

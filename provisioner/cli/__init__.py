@@ -36,19 +36,19 @@ def data_dir_option(func: F) -> F:
 #: `hauspost offboard` must not pay for importing matrix-nio, SCIM and the org-room planner
 #: (over a second of start-up), since a leaver's access should end within a second.
 LAZY_COMMANDS = {
-    "init": "provisioner.cli_server:init",
-    "run": "provisioner.cli_server:run",
-    "demo": "provisioner.cli_server:demo",
-    "plan": "provisioner.cli_accounts:plan_command",
-    "sync": "provisioner.cli_accounts:sync_command",
-    "offboard": "provisioner.cli_accounts:offboard_command",
-    "audit": "provisioner.cli_accounts:audit_command",
-    "rooms": "provisioner.cli_rooms:rooms_command",
-    "announce": "provisioner.cli_announce:announce_command",
-    "announcements": "provisioner.cli_announce:announcements_group",
-    "tick": "provisioner.cli_announce:tick_command",
-    "serve": "provisioner.cli_service:serve_command",
-    "status": "provisioner.cli_service:status_command",
+    "init": "provisioner.cli.server:init",
+    "run": "provisioner.cli.server:run",
+    "demo": "provisioner.cli.server:demo",
+    "plan": "provisioner.cli.accounts:plan_command",
+    "sync": "provisioner.cli.accounts:sync_command",
+    "offboard": "provisioner.cli.accounts:offboard_command",
+    "audit": "provisioner.cli.accounts:audit_command",
+    "rooms": "provisioner.cli.rooms:rooms_command",
+    "announce": "provisioner.cli.announce:announce_command",
+    "announcements": "provisioner.cli.announce:announcements_group",
+    "tick": "provisioner.cli.announce:tick_command",
+    "serve": "provisioner.cli.service:serve_command",
+    "status": "provisioner.cli.service:status_command",
 }
 
 
