@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as distribution_version
 from pathlib import Path
 from types import FrameType
 
@@ -163,6 +164,10 @@ class SynapseProcess:
             )
         env = dict(os.environ if self._env is None else self._env)
         env.setdefault("SYNAPSE_ASYNC_IO_REACTOR", "0")
+        # Synapse appends the git state of whatever checkout its venv lies in (`./dev demo`
+        # puts it in ours) to its version: "1.163.2 (b=main,8252723)". matrix-synapse-ldap3
+        # parses that version when it makes an account and fails on it; report the plain one.
+        env.setdefault("SYNAPSE_VERSION_STRING", distribution_version("matrix-synapse"))
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
             [sys.executable, "-m", self.app, "-c", str(self.config_path),
