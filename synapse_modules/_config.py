@@ -134,6 +134,13 @@ class ConfigReader:
         return self.str_list(key, default, pattern=_MXID,
                              what="a Matrix user ID like '@alice:example.com'")
 
+    def provisioner_users(self, key: str = "provisioner_users") -> frozenset[str]:
+        """The service account(s) a policy exempts or trusts: at least one Matrix ID."""
+        users = self.user_id_list(key)
+        if not users:
+            raise self.error(key, "at least one Matrix ID (the service account)", users)
+        return frozenset(users)
+
     def server_name_list(self, key: str,
                          default: Sequence[str] | Any = _MISSING) -> tuple[str, ...]:
         return self.str_list(key, default, pattern=_SERVER_NAME,

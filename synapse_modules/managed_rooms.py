@@ -42,12 +42,9 @@ class ManagedRoomsConfig:
 
 def parse_managed_rooms_config(raw: object) -> ManagedRoomsConfig:
     reader = ConfigReader(raw)
-    users = reader.user_id_list("provisioner_users")
-    if not users:
-        raise reader.error("provisioner_users", "at least one Matrix ID (the service account)",
-                           users)
+    users = reader.provisioner_users()
     reader.finish()
-    return ManagedRoomsConfig(provisioner_users=frozenset(users))
+    return ManagedRoomsConfig(provisioner_users=users)
 
 
 # --------------------------------------------------------------------------------------

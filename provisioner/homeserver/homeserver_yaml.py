@@ -142,6 +142,7 @@ enable_3pid_changes: false  # e-mail addresses come from HR, not from users
 enable_3pid_lookup: false  # never ask an identity server who owns an e-mail address
 enable_set_displayname: false  # display names come from HR, not from users
 enable_set_avatar_url: false  # avatars are managed centrally
+allow_per_room_profiles: false  # no per-room name or avatar: HR's name holds in every room
 password_config:
   localdb_enabled: true  # local passwords for the service account / demo; LDAP logins via the module
 inhibit_user_in_use_error: false

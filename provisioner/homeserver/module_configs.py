@@ -113,14 +113,35 @@ def managed_rooms(service_user_id: str) -> ModuleEntry:
     )
 
 
+def identity_policy(service_user_id: str) -> ModuleEntry:
+    """Accounts only from the provisioner; names and avatars only from HR, in every room."""
+    return ModuleEntry(
+        module="synapse_modules.identity.IdentityPolicy",
+        config={"provisioner_users": [service_user_id]},
+        why="no login creates an account; no room shows a name HR did not give; "
+            "docs/policy-modules.md",
+    )
+
+
+def room_version_policy() -> ModuleEntry:
+    """Rooms only in current room versions (Synapse's default or newer)."""
+    return ModuleEntry(
+        module="synapse_modules.room_versions.RoomVersionPolicy",
+        config={},  # minimum_room_version: Synapse's default room version
+        why="old room versions have weaker authorisation rules; docs/policy-modules.md",
+    )
+
+
 def default_modules(server_name: str, service_user_id: str,
                     ldap: LdapSettings | None) -> list[ModuleEntry]:
     """All modules for a company homeserver, in the order Synapse should load them."""
     entries: list[ModuleEntry] = []
     if ldap is not None:
         entries.append(ldap_login(ldap))
+    entries.append(identity_policy(service_user_id))
     entries.append(membership_policy(service_user_id))
     entries.append(managed_rooms(service_user_id))
     entries.append(encryption_policy())
+    entries.append(room_version_policy())
     entries.append(media_gate())
     return entries
