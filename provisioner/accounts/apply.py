@@ -25,6 +25,7 @@ from provisioner.accounts.plan import (
     Action,
     CreateAccount,
     Deactivate,
+    DeactivateUnexplained,
     LinkAccount,
     Plan,
     Reactivate,
@@ -133,6 +134,13 @@ class _Applier:
                 audit=self._audit(action, now, "account.set_email",
                                   "e-mail changed in the directory",
                                   old=action.old, new=action.new))
+        elif isinstance(action, DeactivateUnexplained):
+            # No stored account row: hauspost never made it. The audit row is the record.
+            async with self.slots:
+                devices_after = await end_access(self.admin, uid, erase=False)
+            change = Change(audit=self._audit(action, self.clock(), "account.deactivate",
+                                              action.reason.text, unexplained=True,
+                                              devices_deleted_after=devices_after))
         elif isinstance(action, Deactivate):
             async with self.slots:
                 devices_after = await end_access(self.admin, uid, erase=False)

@@ -9,7 +9,9 @@ Rules (docs/accounts.md explains each):
 - A rehire (linked, deactivated, active again) reactivates the same account, unless the
   account was offboarded by hand and the directory never let go of the person (`hold`).
 - Protected accounts (service account, configured admins, Synapse admins) are never touched.
-- Accounts linked to no employee are left alone.
+- Active accounts nothing explains (no employee link, not planned in this run, not
+  protected, not a skipped entry's) are *unexplained*: reported, and deactivated when the
+  policy says `deactivate` (through the guard, like every deactivation).
 - An incomplete directory read deactivates nobody. The account of a skipped (bad) entry
   is left as it is; a bad entry naming nobody stops deactivations for *absence* in that
   run (a broken entry looks like a removed person). The mass-deactivation guard refuses
@@ -27,6 +29,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+from provisioner.directory.config import UnexplainedRule
 from provisioner.directory.leave import effective_status
 from provisioner.employee import DirectoryRead, Employee, Link, SourceProblem, Status
 from provisioner.errors import HauspostError
@@ -64,6 +67,8 @@ class PlanPolicy:
     protected: frozenset[str] = frozenset()
     guard: GuardSettings = field(default_factory=GuardSettings)
     time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    #: What to do with active accounts no employee, service account or bot explains.
+    unexplained: UnexplainedRule = "report"
 
 
 # --- actions -----------------------------------------------------------------------------
@@ -73,6 +78,7 @@ class DeactivationReason(enum.Enum):
     DISABLED = "disabled"
     LEFT = "left"
     REMOVED = "removed"
+    UNEXPLAINED = "unexplained"
 
     @property
     def text(self) -> str:
@@ -80,6 +86,7 @@ class DeactivationReason(enum.Enum):
             "disabled": "disabled in the directory",
             "left": "leave date has passed",
             "removed": "no longer in the directory",
+            "unexplained": "no employee record, service account or bot explains this account",
         }[self.value]
 
 
@@ -154,6 +161,15 @@ class Deactivate(Action):
 
 
 @dataclass(frozen=True)
+class DeactivateUnexplained(Deactivate):
+    """Deactivate an account hauspost never made and no employee explains (created by hand,
+    by an old login, by an admin tool). There is no employee and no stored link."""
+
+    def describe(self) -> str:
+        return f"deactivate {self.user_id} (unexplained: {self.reason.text})"
+
+
+@dataclass(frozen=True)
 class Reactivate(Action):
     kind: ClassVar[str] = "reactivate"
     display_name: str
@@ -194,6 +210,8 @@ class Plan:
     #: Deactivations not planned because the read was incomplete or had bad entries.
     withheld_deactivations: int = 0
     directory_empty: bool = False
+    #: Active accounts no employee, service account or bot explains (sorted user IDs).
+    unexplained: tuple[str, ...] = ()
 
     @property
     def deactivations(self) -> tuple[Deactivate, ...]:
@@ -216,6 +234,7 @@ class Plan:
             "protected_skipped": list(self.protected_skipped),
             "managed_active": self.managed_active,
             "withheld_deactivations": self.withheld_deactivations,
+            "unexplained": list(self.unexplained),
         }
 
 
@@ -352,6 +371,12 @@ def build_plan(directory: DirectoryRead, links: Sequence[Link], accounts: Sequen
             if emp.email:
                 actions.append(UpdateEmail(emp.employee_id, user_id, None, emp.email))
 
+    unexplained = _unexplained(accounts, link_by_user, protected, actions, skipped_users,
+                               dup_claims)
+    if policy.unexplained == "deactivate":
+        deactivations.extend(DeactivateUnexplained("", user_id, DeactivationReason.UNEXPLAINED)
+                             for user_id in unexplained)
+
     anonymous_problems = [p for p in directory.problems if not p.employee_id and not p.localpart]
     for link in sorted(links, key=lambda lk: lk.employee_id):
         if link.employee_id in present_ids or link.user_id in skipped_users:
@@ -374,11 +399,12 @@ def build_plan(directory: DirectoryRead, links: Sequence[Link], accounts: Sequen
             notes.append(f"the directory read was incomplete: {withheld} deactivation(s) "
                          "withheld; nobody is deactivated until a complete read")
     elif anonymous_problems:
-        # A bad entry the source could not attribute looks like a removed person; don't
-        # deactivate anyone for absence over a typo.
-        removed = [d for d in deactivations if d.reason is DeactivationReason.REMOVED]
+        # A bad entry the source could not attribute looks like a removed person (or may be
+        # the person an unexplained account belongs to); don't deactivate over a typo.
+        absent = (DeactivationReason.REMOVED, DeactivationReason.UNEXPLAINED)
+        removed = [d for d in deactivations if d.reason in absent]
         withheld = len(removed)
-        deactivations = [d for d in deactivations if d.reason is not DeactivationReason.REMOVED]
+        deactivations = [d for d in deactivations if d.reason not in absent]
         if withheld:
             notes.append(f"{len(anonymous_problems)} bad directory entries name nobody: {withheld} "
                          "deactivation(s) of people missing from the read withheld until "
@@ -397,7 +423,20 @@ def build_plan(directory: DirectoryRead, links: Sequence[Link], accounts: Sequen
         managed_active=managed_active,
         withheld_deactivations=withheld,
         directory_empty=directory.complete and not directory.employees,
+        unexplained=unexplained,
     )
+
+
+def _unexplained(accounts: Sequence[Account], link_by_user: dict[str, Link],
+                 protected: set[str], actions: Sequence[Action], skipped_users: set[str],
+                 dup_claims: set[str]) -> tuple[str, ...]:
+    """Active accounts that nothing explains: no link, not adopted or created now, not
+    protected (service account, bot, admins), not the account of a skipped or ambiguous
+    directory entry (those are left as they are and reported as problems)."""
+    explained = (set(link_by_user) | protected | {a.user_id for a in actions}
+                 | skipped_users | dup_claims)
+    return tuple(sorted(a.user_id for a in accounts
+                        if not a.deactivated and a.user_id not in explained))
 
 
 def _plan_linked(emp: Employee, link: Link, active: bool, account_by_id: dict[str, Account],

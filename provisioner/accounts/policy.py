@@ -35,10 +35,12 @@ def policy_for(settings: Settings) -> PlanPolicy:
     protected = frozenset({settings.service_user_id, *settings.protected_accounts,
                            *settings.sync.protected_accounts, _announcement_bot(settings)})
     try:
-        tz = directory_config(settings).time_zone
+        directory = directory_config(settings)
+        tz, unexplained = directory.time_zone, directory.unexplained
     except ConfigError:
-        tz = ZoneInfo("UTC")  # no source configured: reading the directory will say so
+        # No source configured: reading the directory will say so.
+        tz, unexplained = ZoneInfo("UTC"), "report"
     return PlanPolicy(server_name=settings.server_name, protected=protected,
                       guard=GuardSettings(settings.sync.guard_max_count,
                                           settings.sync.guard_max_share),
-                      time_zone=tz)
+                      time_zone=tz, unexplained=unexplained)

@@ -26,6 +26,7 @@ from provisioner.accounts.plan import (
     EXIT_GUARD,
     CreateAccount,
     Deactivate,
+    DeactivateUnexplained,
     LinkAccount,
     Plan,
     Reactivate,
@@ -48,7 +49,7 @@ EXIT_PARTIAL = 6
 EXIT_CHANGES_PENDING = 10
 
 _SYMBOL = {CreateAccount: "+", LinkAccount: "=", UpdateDisplayName: "~", UpdateEmail: "~",
-           Reactivate: "^", Deactivate: "-", ReleaseHold: "."}
+           Reactivate: "^", Deactivate: "-", DeactivateUnexplained: "-", ReleaseHold: "."}
 
 
 def _quiet(ctx: click.Context) -> bool:
@@ -75,6 +76,10 @@ def render_plan(plan: Plan, *, title: str) -> str:
     if plan.problems:
         lines.append(f"Skipped, bad directory entries ({len(plan.problems)}):")
         lines.extend(f"  ! {p}" for p in plan.problems)
+    if plan.unexplained:
+        lines.append(f"Unexplained accounts ({len(plan.unexplained)}): no employee record, "
+                     "service account or bot explains them:")
+        lines.extend(f"  ? {user_id}" for user_id in plan.unexplained)
     if plan.protected_skipped:
         lines.append("Protected, never touched: " + ", ".join(plan.protected_skipped))
     lines.extend(f"Note: {n}" for n in plan.notes)
@@ -84,13 +89,17 @@ def render_plan(plan: Plan, *, title: str) -> str:
     return "\n".join(lines)
 
 
+def _pending(outcome: SyncOutcome) -> bool:
+    rooms_pending = outcome.rooms is not None and outcome.rooms.plan.has_changes
+    return outcome.plan.has_changes or rooms_pending
+
+
 def _plan_exit_code(outcome: SyncOutcome) -> int:
     if outcome.guard_would_trip:
         return EXIT_GUARD
     if outcome.plan.problems:
         return EXIT_PARTIAL
-    rooms_pending = outcome.rooms is not None and outcome.rooms.plan.has_changes
-    return EXIT_CHANGES_PENDING if outcome.plan.has_changes or rooms_pending else EXIT_OK
+    return EXIT_CHANGES_PENDING if _pending(outcome) else EXIT_OK
 
 
 def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
@@ -141,14 +150,20 @@ def plan_command(ctx: click.Context, data_dir: Path, as_json: bool, at: str | No
 @click.option("--force", is_flag=True,
               help="Apply even if the mass-deactivation guard would refuse the run.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+@click.option("--if-changed", is_flag=True,
+              help="Plan first; start a sync run only when changes are pending (for cron: "
+                   "bad directory entries don't stop the rest).")
 @click.pass_context
 def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
-                 as_json: bool) -> None:
+                 as_json: bool, if_changed: bool) -> None:
     """Bring Matrix accounts in line with the directory: create, rename, deactivate, rehire.
 
     Prints the plan and the counts; progress goes to stderr (-q silences it). Exit code 0:
     ok; 1: some changes failed; 5: guard refused, nothing changed; 6: bad directory
     entries were skipped and the rest applied; 7: another sync is running.
+
+    With --if-changed and nothing pending, no sync run starts (exit 0, or 6 while bad
+    directory entries remain).
 
     Example: hauspost sync -d /var/lib/hauspost
     """
@@ -157,10 +172,21 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
 
     async def go() -> SyncOutcome:
         token = await ensure_service_token(settings)
+        if if_changed and not dry_run:
+            planned = await run_sync(settings, token, dry_run=True, actor=current_actor())
+            if not _pending(planned):
+                return planned
         return await run_sync(settings, token, dry_run=dry_run, force=force,
                               actor=current_actor(), progress=not quiet and not as_json)
 
     outcome = asyncio.run(go())
+    if outcome.dry_run and not dry_run:  # --if-changed, and nothing was pending
+        problems = len(outcome.plan.problems)
+        if not quiet:
+            click.echo("No changes pending; no sync run started"
+                       + (f" ({problems} bad directory entries: see `hauspost plan`)."
+                          if problems else "."), err=True)
+        ctx.exit(EXIT_PARTIAL if problems else EXIT_OK)
     if dry_run:
         _emit_plan(outcome, as_json)
         ctx.exit(_plan_exit_code(outcome))

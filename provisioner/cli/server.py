@@ -6,10 +6,12 @@ import asyncio
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from provisioner.directory.config import LdapSourceOptions
 from provisioner.errors import ConfigError
 from provisioner.homeserver.data_dir import InitRequest, init_data_dir
 from provisioner.homeserver.service_account import ensure_service_token
@@ -47,6 +49,15 @@ DEMO_DATA_DIR = Path(".demo")
 @click.option("--ldap-start-tls", is_flag=True, help="Use StartTLS on an ldap:// URI.")
 @click.option("--ldap-login-attribute", default="uid", show_default=True,
               help="Attribute employees log in with; also their Matrix localpart.")
+@click.option("--ldap-user-filter", default=None,
+              help="LDAP filter of employee entries [default: (objectClass=inetOrgPerson)].")
+@click.option("--ldap-employee-id-attribute", default=None,
+              help="Attribute holding the immutable employee id [default: employeeNumber].")
+@click.option("--ldap-disabled-attribute", default=None,
+              help="Attribute that marks an entry as disabled (OpenLDAP), e.g. employeeType.")
+@click.option("--ldap-disabled-value", "ldap_disabled_values", multiple=True,
+              help="A value of --ldap-disabled-attribute that means disabled (repeatable; "
+                   "none: any value).")
 @click.option("--workers", type=click.IntRange(0, 32), default=0, show_default=True,
               help="Client workers of a worker layout (plus event persister, media and "
                    "background workers, Redis, nginx routing); 0 = one process. "
@@ -68,13 +79,18 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
          media_lifetime: str, behind_proxy: bool, database_url: str | None,
          ldap_uri: str | None, ldap_base: str | None,
          ldap_bind_dn: str | None, ldap_bind_password_file: Path | None, ldap_start_tls: bool,
-         ldap_login_attribute: str, workers: int = 0, worker_base_port: int = 8100,
+         ldap_login_attribute: str, ldap_user_filter: str | None = None,
+         ldap_employee_id_attribute: str | None = None,
+         ldap_disabled_attribute: str | None = None,
+         ldap_disabled_values: tuple[str, ...] = (), workers: int = 0, worker_base_port: int = 8100,
          redis_url: str = "redis://127.0.0.1:6379", redis_password_file: Path | None = None,
          worker_hosts: str = "loopback", store_url: str | None = None) -> None:
     """Write a hardened homeserver config, secrets and Element config into a data directory.
 
     Re-running it rewrites the config files (the old version is kept as *.bak) but never
-    touches keys or secrets.
+    touches keys or secrets, and keeps every hauspost.yaml key it was not given. The LDAP
+    login filter is rendered from hauspost.yaml's `ldap:` keys, the sync's own definition
+    of an active employee.
 
     Example: hauspost init --server-name example.com -d /var/lib/hauspost
 
@@ -85,10 +101,20 @@ def init(server_name: str, data_dir: Path, bind_address: str, port: int, public_
     if ldap_uri:
         if not ldap_base:
             raise ConfigError("is required with --ldap-uri", key="--ldap-base")
+        if ldap_disabled_values and not ldap_disabled_attribute:
+            raise ConfigError("needs --ldap-disabled-attribute", key="--ldap-disabled-value")
+        defaults = LdapSourceOptions()
+        source = replace(
+            defaults,
+            employee_id_attribute=ldap_employee_id_attribute or defaults.employee_id_attribute,
+            disabled_attribute=ldap_disabled_attribute,
+            disabled_values=tuple(ldap_disabled_values))
         ldap = LdapSettings(uri=ldap_uri, base_dn=ldap_base, bind_dn=ldap_bind_dn,
                             bind_password_file=(ldap_bind_password_file.resolve()
                                                 if ldap_bind_password_file else None),
-                            start_tls=ldap_start_tls, localpart_attribute=ldap_login_attribute)
+                            start_tls=ldap_start_tls, localpart_attribute=ldap_login_attribute,
+                            user_filter=ldap_user_filter or LdapSettings.user_filter,
+                            source=source)
         if ldap_bind_dn and not ldap_bind_password_file:
             raise ConfigError("is required with --ldap-bind-dn", key="--ldap-bind-password-file")
     result = init_data_dir(InitRequest(

@@ -29,6 +29,7 @@ GROUP_MODES: tuple[GroupMode, ...] = ("group_of_names", "member_of", "none")
 SourceName = Literal["ldap", "hr_csv", "scim"]
 SOURCE_NAMES: tuple[SourceName, ...] = ("ldap", "hr_csv", "scim")
 LdapOnlyRule = Literal["include", "exclude"]
+UnexplainedRule = Literal["report", "deactivate"]
 
 #: Roles an HR column can fill, in the order they are documented.
 HR_ROLES = ("employee_id", "localpart", "display_name", "email", "department", "location",
@@ -66,6 +67,12 @@ class LdapSourceOptions:
     ca_file: Path | None = None
     connect_timeout: float = 10.0
     receive_timeout: float = 60.0
+
+
+def default_source_options(active_directory: bool) -> LdapSourceOptions:
+    """The options an `ldap:` section without any directory-reading key gives."""
+    return parse_ldap_source_options(Section({}, file="(defaults)"), Path("."),
+                                     active_directory)
 
 
 def _filter(section: Section, name: str, default: str) -> str:
@@ -182,6 +189,9 @@ class DirectoryConfig:
     hr_csv: HrCsvConfig | None = None
     #: With both sources: what to do with an LDAP entry the HR export does not list.
     ldap_only: LdapOnlyRule = "include"
+    #: Active Synapse accounts no employee, service account or bot explains: list them in
+    #: `plan`/`sync` (report) or deactivate them through the guard (deactivate).
+    unexplained: UnexplainedRule = "report"
     file: str = field(default="", compare=False)
 
     @property
@@ -299,11 +309,16 @@ def parse_directory(section: Section, base: Path, *, has_ldap: bool) -> Director
     ldap_only = section.str("ldap_only", "include")
     if ldap_only not in ("include", "exclude"):
         raise section.error("ldap_only", f"expected 'include' or 'exclude', got {ldap_only!r}")
+    unexplained = section.str("unexplained", "report")
+    if unexplained not in ("report", "deactivate"):
+        raise section.error("unexplained",
+                            f"expected 'report' or 'deactivate', got {unexplained!r}")
     section.done()
     return DirectoryConfig(
         sources=cast(tuple[SourceName, ...], tuple(sources)),  # values checked above
         time_zone=time_zone,
         hr_csv=hr,
         ldap_only=ldap_only,
+        unexplained=cast(UnexplainedRule, unexplained),  # checked above
         file=section.file,
     )

@@ -129,7 +129,8 @@ _AD_DISABLED = "(userAccountControl:1.2.840.113556.1.4.803:=2)"
 
 def login_filter(settings: LdapSettings) -> str:
     """A filter for the LDAP *login* module that admits only people this source would read as
-    active employees: `user_filter`, the allowed groups (member_of mode) and not disabled.
+    active employees: `user_filter`, an employee id, the allowed groups (member_of mode) and
+    not disabled. `hauspost init` renders it from the same `ldap:` settings the sync reads.
 
     matrix-synapse-ldap3 creates an account at the first successful login, so a login
     filter wider than the directory read would let a disabled person or a non-member of
@@ -138,7 +139,8 @@ def login_filter(settings: LdapSettings) -> str:
     provisioner's deactivation protects.
     """
     opts = settings.source
-    parts = [settings.user_filter]
+    # An entry without an employee id is skipped by the sync: it must not log in either.
+    parts = [settings.user_filter, f"({opts.employee_id_attribute}=*)"]
     if opts.group_mode == "member_of":
         parts.append(member_of_filter(settings))
     if settings.active_directory:

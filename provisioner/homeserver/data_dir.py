@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from provisioner.directory.config import default_source_options
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.homeserver.homeserver_yaml import (
     HomeserverOptions,
@@ -130,7 +131,6 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
             "start_tls": ldap.start_tls,
             "validate_cert": ldap.validate_cert,
             "active_directory": ldap.active_directory,
-            "user_filter": ldap.user_filter,
             "localpart_attribute": ldap.localpart_attribute,
             "display_name_attribute": ldap.display_name_attribute,
             "email_attribute": ldap.email_attribute,
@@ -138,9 +138,51 @@ def settings_document(req: InitRequest, baseurl: str) -> dict[str, object]:
         if ldap.bind_dn:
             section["bind_dn"] = ldap.bind_dn
             section["bind_password_file"] = str(ldap.bind_password_file)
+        if ldap.user_filter != LdapSettings.user_filter:
+            section["user_filter"] = ldap.user_filter
+        section.update(login_relevant_source_keys(ldap))
         doc["ldap"] = section
     doc.update(req.extra_settings or {})
     return doc
+
+
+def login_relevant_source_keys(ldap: LdapSettings) -> dict[str, object]:
+    """The `ldap:` keys that decide who is an active employee (and so enter the login
+    filter), where they differ from the defaults: init writes only what it was told, so a
+    re-run never resets a key an admin set by hand."""
+    source, default = ldap.source, default_source_options(ldap.active_directory)
+    keys: dict[str, object] = {}
+    for name in ("employee_id_attribute", "group_mode", "groups_base_dn",
+                 "member_of_attribute", "disabled_attribute"):
+        if getattr(source, name) != getattr(default, name):
+            keys[name] = getattr(source, name)
+    for name in ("allowed_groups", "disabled_values"):
+        if getattr(source, name):
+            keys[name] = list(getattr(source, name))
+    return keys
+
+
+def merge_settings(existing: object, new: dict[str, object]) -> dict[str, object]:
+    """`new` (what this init run owns) over the existing hauspost.yaml: every key init does
+    not write survives a re-run, also inside the sections it does write."""
+    if not isinstance(existing, dict):
+        return dict(new)
+    merged: dict[str, object] = dict(existing)
+    for key, value in new.items():
+        old = merged.get(key)
+        merged[key] = merge_settings(old, value) if isinstance(value, dict) and isinstance(
+            old, dict) else value
+    return merged
+
+
+def _existing_settings(path: Path) -> object:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot keep its settings, the file is not valid YAML: {exc}",
+                          file=str(path)) from None
 
 
 _DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
@@ -179,6 +221,20 @@ def init_data_dir(req: InitRequest) -> InitResult:
                        written, kept)
 
     service_user_id = f"@{req.service_localpart}:{req.server_name}"
+    # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on
+    # this host and talks to the (main) process directly.
+    listener = HomeserverOptions(server_name=req.server_name, data_dir=data_dir,
+                                 bind_address=req.bind_address, port=req.port,
+                                 public_baseurl=req.public_baseurl, modules=[])
+    provisioner_url = (listener.listener_url if layout is None
+                       else f"http://{layout.main.host}:{layout.main.http_port}")
+    settings_path = data_dir / SETTINGS_FILE
+    settings_doc = merge_settings(_existing_settings(settings_path),
+                                  settings_document(req, provisioner_url))
+    settings_text = yaml.safe_dump(settings_doc, sort_keys=False)
+    # Validate what we are about to write with the same parser every command uses; the
+    # login module is rendered from the result, so login and sync read one definition.
+    settings = parse_settings(yaml.safe_load(settings_text), settings_path)
     opts = HomeserverOptions(
         server_name=req.server_name,
         data_dir=data_dir,
@@ -188,15 +244,8 @@ def init_data_dir(req: InitRequest) -> InitResult:
         database_url=req.database_url,
         behind_proxy=req.behind_proxy,
         media_lifetime=req.media_lifetime,
-        modules=default_modules(req.server_name, service_user_id, req.ldap),
+        modules=default_modules(req.server_name, service_user_id, settings.ldap),
     )
-    # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on
-    # this host and talks to the (main) process directly.
-    provisioner_url = (opts.listener_url if layout is None
-                       else f"http://{layout.main.host}:{layout.main.http_port}")
-    settings_text = yaml.safe_dump(settings_document(req, provisioner_url), sort_keys=False)
-    # Validate what we are about to write with the same parser every command uses.
-    parse_settings(yaml.safe_load(settings_text), data_dir / SETTINGS_FILE)
 
     if layout is not None:
         opts = dataclasses.replace(opts, modules=pin_singleton_jobs(opts.modules, layout))
@@ -209,7 +258,7 @@ def init_data_dir(req: InitRequest) -> InitResult:
             _write_config(data_dir / name, text, written)
     _write_config(data_dir / "homeserver.yaml", homeserver_yaml, written)
     _write_config(data_dir / "log.config", render_log_config(data_dir / "homeserver.log"), written)
-    _write_config(data_dir / SETTINGS_FILE,
+    _write_config(settings_path,
                   "# Hauspost provisioner settings (see README: Configuration)\n" + settings_text,
                   written)
     element = json.dumps(render_element_config(req.server_name, opts.baseurl), indent=2) + "\n"

@@ -244,17 +244,20 @@ def test_bind_password_file(tmp_path: Path) -> None:
 def test_login_filter_admits_only_what_the_source_reads_as_active() -> None:
     from provisioner.directory.ldap_source import login_filter
 
+    # An entry without an employee id is skipped by the sync, so it can't log in either.
     assert login_filter(LdapSettings(uri="ldap://x", base_dn="dc=x")) == (
-        "(objectClass=inetOrgPerson)")
+        "(&(objectClass=inetOrgPerson)(employeeNumber=*))")
     openldap = LdapSettings(uri="ldap://x", base_dn="dc=x", source=LdapSourceOptions(
         disabled_attribute="employeeType", disabled_values=("disabled", "x*)(")))
     assert login_filter(openldap) == (
-        r"(&(objectClass=inetOrgPerson)(!(employeeType=disabled))(!(employeeType=x\2a\29\28)))")
+        r"(&(objectClass=inetOrgPerson)(employeeNumber=*)(!(employeeType=disabled))"
+        r"(!(employeeType=x\2a\29\28)))")
     locked = LdapSettings(uri="ldap://x", base_dn="dc=x", source=LdapSourceOptions(
         disabled_attribute="pwdAccountLockedTime"))
-    assert login_filter(locked) == "(&(objectClass=inetOrgPerson)(!(pwdAccountLockedTime=*)))"
+    assert login_filter(locked) == (
+        "(&(objectClass=inetOrgPerson)(employeeNumber=*)(!(pwdAccountLockedTime=*)))")
     ad = ad_settings(allowed_groups=("Staff",))
     assert login_filter(ad) == (
-        "(&(&(objectCategory=person)(objectClass=user))"
+        "(&(&(objectCategory=person)(objectClass=user))(objectGUID=*)"
         "(memberOf:1.2.840.113556.1.4.1941:=cn=Staff,OU=Groups,DC=corp,DC=example)"
         "(!(userAccountControl:1.2.840.113556.1.4.803:=2)))")
