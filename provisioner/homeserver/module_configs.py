@@ -123,6 +123,16 @@ def identity_policy(service_user_id: str) -> ModuleEntry:
     )
 
 
+def space_policy(service_user_id: str) -> ModuleEntry:
+    """Spaces are signposts: no messages in a space from anyone but the provisioner."""
+    return ModuleEntry(
+        module="synapse_modules.spaces.SpacePolicy",
+        config={"provisioner_users": [service_user_id]},
+        why="a message in a space reaches almost nobody (Element never shows it); "
+            "docs/policy-modules.md",
+    )
+
+
 def room_version_policy() -> ModuleEntry:
     """Rooms only in current room versions (Synapse's default or newer)."""
     return ModuleEntry(
@@ -143,5 +153,6 @@ def default_modules(server_name: str, service_user_id: str,
     entries.append(managed_rooms(service_user_id))
     entries.append(encryption_policy())
     entries.append(room_version_policy())
+    entries.append(space_policy(service_user_id))
     entries.append(media_gate())
     return entries

@@ -127,15 +127,19 @@ class DesiredRoom:
 
 
 def power_levels(*, moderators: Iterable[str] = (), posters: Iterable[str] = (),
-                 read_only: bool = False, archived: bool = False) -> dict[str, Any]:
+                 read_only: bool = False, archived: bool = False,
+                 space: bool = False) -> dict[str, Any]:
     """The complete m.room.power_levels content of a managed room.
 
     Rooms are version 12: the creator (the service account) has unlimited power and must
     not appear in `users`. Membership and settings are the provisioner's alone (100);
     moderators redact and pin; in a read-only room only posters and moderators send.
+    A space is a signpost: nobody but the provisioner sends anything into it (Element
+    never shows a space's timeline; synapse_modules/spaces.py refuses it as well).
     """
     users = dict.fromkeys(sorted(posters), POSTER_LEVEL)
     users.update(dict.fromkeys(sorted(moderators), MODERATOR_LEVEL))
+    silent = archived or space
     if archived:
         users = {}
     return {
@@ -150,9 +154,9 @@ def power_levels(*, moderators: Iterable[str] = (), posters: Iterable[str] = (),
             "m.space.child": ADMIN_ONLY, "m.space.parent": ADMIN_ONLY, MARKER: ADMIN_ONLY,
             "m.room.pinned_events": MODERATOR_LEVEL,
             # Acknowledging an announcement with a reaction stays possible.
-            "m.reaction": ADMIN_ONLY if archived else 0,
+            "m.reaction": ADMIN_ONLY if silent else 0,
         },
-        "events_default": ADMIN_ONLY if archived else (POSTER_LEVEL if read_only else 0),
+        "events_default": ADMIN_ONLY if silent else (POSTER_LEVEL if read_only else 0),
         "state_default": ADMIN_ONLY,
         "ban": ADMIN_ONLY,
         "kick": ADMIN_ONLY,
@@ -253,7 +257,8 @@ def _expand_spaces(spaces: Sequence[SpacePolicy], rooms: Sequence[DesiredRoom],
         out.append(DesiredRoom(
             key=s.key, kind="space", name=s.name, topic=s.topic, avatar=s.avatar,
             parent=s.parent, members=frozenset(members_of(s.key)), mandatory=False,
-            power_levels=power_levels(), history_visibility="shared", on_removed="archive",
+            power_levels=power_levels(space=True), history_visibility="shared",
+            on_removed="archive",
             rule="members of the rooms inside"))
     return out
 

@@ -383,7 +383,20 @@ def test_plan_json_is_serialisable_and_counts_exactly() -> None:
     assert data["counts"]["add_member"] == 14
     assert data["actions"][0] == {
         "action": "create_space", "key": "company", "name": "Muster GmbH", "topic": None,
-        "avatar": None, "parent": None, "power_levels": power_levels(),
+        "avatar": None, "parent": None, "power_levels": power_levels(space=True),
         "history_visibility": "shared", "marker": {"policy_key": "company",
                                                    "mandatory": False},
         "on_removed": "archive"}
+
+
+def test_spaces_are_signposts_nobody_posts_in() -> None:
+    """A space's timeline is the provisioner's alone; a space whose power levels were
+    loosened by hand is put back (drift reverted, like any managed room)."""
+    plan = plan_rooms(POLICY, STAFF, {}, {}, CTX)
+    spaces = [a for a in plan.actions if a.kind == "create_space"]
+    assert [a.key for a in spaces] == ["company", "departments"]
+    for action in spaces:
+        assert action.power_levels["events_default"] == 100  # type: ignore[attr-defined]
+        assert action.power_levels["events"]["m.reaction"] == 100  # type: ignore[attr-defined]
+    rooms = [a for a in plan.actions if a.kind == "create_room"]
+    assert {a.power_levels["events_default"] for a in rooms} == {0, 10}  # type: ignore[attr-defined]

@@ -102,7 +102,7 @@ def test_first_run_joins_the_bot_to_the_read_only_rooms_only_and_lets_it_post() 
     ]
     created = {a.key: a.power_levels for a in plan.actions if isinstance(a, CreateRoom)}
     assert created == {
-        "company": power_levels(),
+        "company": power_levels(space=True),  # a signpost: nobody posts
         "announcements": power_levels(posters={BOT, BEN.user_id}, read_only=True),
         "news/IT": power_levels(posters={BOT}, read_only=True),
         "news/Sales": power_levels(posters={BOT}, read_only=True),
