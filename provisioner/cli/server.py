@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from provisioner.directory.config import LdapSourceOptions
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.homeserver.data_dir import InitRequest, init_data_dir
 from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.homeserver.synapse_process import StopRequestedError, SynapseProcess, raise_stop
@@ -199,10 +199,16 @@ def demo(data_dir: Path, port: int) -> None:
 
     Example: hauspost demo
     """
-    from provisioner.cli.demo import demo_settings, write_demo_password
+    from provisioner.cli.demo import demo_settings, write_demo_company, write_demo_password
 
+    data_dir = data_dir.resolve()
+    try:
+        write_demo_company(data_dir)
+    except OSError as exc:
+        raise EnvironmentProblemError(
+            f"data directory {data_dir} is not writable: {exc.strerror or exc}") from None
     result = init_data_dir(InitRequest(server_name=DEMO_SERVER_NAME, data_dir=data_dir,
-                                       port=port, extra_settings=demo_settings()))
+                                       port=port, extra_settings=demo_settings(data_dir)))
     write_demo_password(result.data_dir)
     settings = load_settings(result.data_dir)
     sys.exit(serve_synapse(settings, seed=True))
