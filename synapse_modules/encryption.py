@@ -6,6 +6,11 @@
   plaintext room events: only the event types listed in `allowed_plaintext_types` may be
   sent unencrypted (the defaults are exactly what Element Web and Element X legitimately
   send in the clear; docs/policy-modules.md gives the reason for each).
+* Indirect weakening is refused too (docs/policy-modules.md lists every path considered):
+  weaker key rotation than the spec's defaults, redacting the
+  room's `m.room.encryption` event (a redacted one has no algorithm: clients would read the
+  room as unencrypted), and a tombstone that sends people on to a room that is not
+  encrypted or not ours. Everyone is refused, server admins and the admin API included.
 
 Hot path: Synapse hands `check_event_allowed` the room state before the event, so "is
 this room encrypted?" is a dictionary lookup: no database round trip and no cache.
@@ -14,6 +19,7 @@ this room encrypted?" is a dictionary lookup: no database round trip and no cach
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +28,16 @@ from synapse.module_api import EventBase, JsonDict, ModuleApi, Requester, StateM
 
 from synapse_modules._config import ConfigReader
 from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
+from synapse_modules.request_context import current_request_path
 
 logger = logging.getLogger(__name__)
 
 ENCRYPTION = "m.room.encryption"
+REDACTION = "m.room.redaction"
+TOMBSTONE = "m.room.tombstone"
 MEGOLM = "m.megolm.v1.aes-sha2"
+#: The spec's defaults for Megolm session rotation: a room may rotate more often, never less.
+ROTATION_LIMITS = {"rotation_period_ms": 604_800_000, "rotation_period_msgs": 100}
 
 # Event types Element Web / Element X send unencrypted in encrypted rooms, and why.
 DEFAULT_ALLOWED_PLAINTEXT_TYPES: Mapping[str, str] = {
@@ -86,19 +97,59 @@ def enforce_encryption_in_request(request: dict[str, Any]) -> None:
     content: dict[str, Any] = {"algorithm": MEGOLM}
     if requested and isinstance(requested[-1].get("content"), Mapping) \
             and requested[-1]["content"].get("algorithm") == MEGOLM:
-        # Keep the client's rotation settings: they don't weaken anything we rely on.
-        content = dict(requested[-1]["content"])
+        # Keep the client's rotation settings where they rotate at least as often as the
+        # spec's defaults; drop weaker ones (clients then use the defaults).
+        asked = requested[-1]["content"]
+        content.update({key: asked[key] for key in ROTATION_LIMITS
+                        if key in asked and _rotation_ok(asked[key], ROTATION_LIMITS[key])})
     initial_state.append({"type": ENCRYPTION, "state_key": "", "content": content})
     request["initial_state"] = initial_state
 
 
+def _rotation_ok(value: object, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= limit
+
+
 def refuse_encryption_change(event_type: str, state_key: str | None,
                              content: Mapping[str, Any]) -> Refusal | None:
+    """The room's encryption state: Megolm, with key rotation no weaker than the spec's
+    defaults (the floor every room keeps; rotating more often is allowed)."""
     if event_type != ENCRYPTION or state_key != "":
         return None
     if content.get("algorithm") != MEGOLM:
         return ENCRYPTION_CHANGE_REFUSAL
+    if not all(_rotation_ok(content[key], limit) for key, limit in ROTATION_LIMITS.items()
+               if key in content):
+        return Refusal("Encryption keys must rotate at least weekly and every 100 messages "
+                       "on this server; longer rotation periods are refused.")
     return None
+
+
+def refuse_encryption_redaction(redacts: str | None, encryption_event_id: str | None
+                                ) -> Refusal | None:
+    """Redacting the room's m.room.encryption event would strip its algorithm."""
+    if redacts is not None and redacts == encryption_event_id:
+        return Refusal("The room's encryption event can't be redacted: that would switch "
+                       "encryption off for every app.")
+    return None
+
+
+UPGRADE_PATH = re.compile(r"^/_matrix/client/(?:v3|r0)/rooms/[^/]+/upgrade$")
+
+
+def refuse_tombstone(replacement_room: object, replacement_encrypted: bool,
+                     request_path: str | None) -> Refusal | None:
+    """A tombstone sends everyone on to its replacement room: it must be encrypted too.
+
+    Synapse's own room upgrade creates the tombstone before the new room exists; it then
+    clones this room's state, encryption included, into the new room. So a tombstone made
+    by the upgrade endpoint passes; any other must name an encrypted room of ours."""
+    if isinstance(replacement_room, str) and (
+            replacement_encrypted
+            or (request_path is not None and UPGRADE_PATH.match(request_path) is not None)):
+        return None
+    return Refusal("A room can only be replaced by an end-to-end encrypted room on this "
+                   "server.")
 
 
 def refuse_plaintext(config: EncryptionPolicyConfig, *, event_type: str, sender: str,
@@ -131,6 +182,7 @@ class EncryptionPolicy:
 
     def __init__(self, config: EncryptionPolicyConfig, api: ModuleApi) -> None:
         self._config = config
+        self._api = api
         api.register_third_party_rules_callbacks(
             check_event_allowed=self.check_event_allowed,
             on_create_room=self.on_create_room,
@@ -148,10 +200,25 @@ class EncryptionPolicy:
     @fail_closed_raising
     async def check_event_allowed(self, event: EventBase, state: StateMap[EventBase]
                                   ) -> tuple[bool, JsonDict | None]:
-        refusal = (
-            refuse_encryption_change(event.type, event.get_state_key(), event.content)
-            if event.is_state() else
-            refuse_plaintext(self._config, event_type=event.type, sender=event.sender,
-                             room_encrypted=room_is_encrypted(state))
-        )
-        return event_allowed(refusal, event, logger)
+        return event_allowed(await self._refuse(event, state), event, logger)
+
+    async def _refuse(self, event: EventBase, state: StateMap[EventBase]) -> Refusal | None:
+        current = state.get((ENCRYPTION, ""))
+        if not event.is_state():
+            if event.type == REDACTION:
+                refusal = refuse_encryption_redaction(
+                    event.redacts, current.event_id if current is not None else None)
+                if refusal is not None:
+                    return refusal
+            return refuse_plaintext(self._config, event_type=event.type, sender=event.sender,
+                                    room_encrypted=room_is_encrypted(state))
+        if event.type == TOMBSTONE and event.get_state_key() == "":
+            replacement = event.content.get("replacement_room")
+            return refuse_tombstone(replacement, isinstance(replacement, str)
+                                    and await self._is_encrypted_room(replacement),
+                                    current_request_path())
+        return refuse_encryption_change(event.type, event.get_state_key(), event.content)
+
+    async def _is_encrypted_room(self, room_id: str) -> bool:
+        """A room this server hosts whose current state is Megolm-encrypted."""
+        return room_is_encrypted(await self._api.get_room_state(room_id, [(ENCRYPTION, "")]))
