@@ -123,6 +123,15 @@ def identity_policy(service_user_id: str) -> ModuleEntry:
     )
 
 
+def leaver_sessions() -> ModuleEntry:
+    """No token acts as a deactivated account: login-as tokens die with the account."""
+    return ModuleEntry(
+        module="synapse_modules.sessions.LeaverSessions",
+        config={},
+        why="a leaver has no session left, whoever opened it; docs/policy-modules.md",
+    )
+
+
 def space_policy(service_user_id: str) -> ModuleEntry:
     """Spaces are signposts: no messages in a space from anyone but the provisioner."""
     return ModuleEntry(
@@ -149,6 +158,7 @@ def default_modules(server_name: str, service_user_id: str,
     if ldap is not None:
         entries.append(ldap_login(ldap))
     entries.append(identity_policy(service_user_id))
+    entries.append(leaver_sessions())
     entries.append(membership_policy(service_user_id))
     entries.append(managed_rooms(service_user_id))
     entries.append(encryption_policy())
