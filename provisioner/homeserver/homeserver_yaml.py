@@ -147,6 +147,18 @@ password_config:
   localdb_enabled: true  # local passwords for the service account / demo; LDAP logins via the module
 inhibit_user_in_use_error: false
 
+# --- Logins: a whole office behind one NAT address signs in; guessing stays slow. ---
+rc_login:
+  address:  # every login from one address (an office NAT, the TLS proxy without X-Forwarded-For)
+    per_second: 0.5
+    burst_count: 300  # 300 colleagues at 8:00, then one every 2 s
+  account:  # successful logins per account: a few devices, then one every 5.5 min
+    per_second: 0.003
+    burst_count: 5
+  failed_attempts:  # wrong passwords per account: 5, then one every 10 s (even from many addresses)
+    per_second: 0.1
+    burst_count: 5
+
 # --- Encryption: on for every room, whoever creates it. ---
 encryption_enabled_by_default_for_room_type: all  # Element then hides the "encrypt" toggle
 
