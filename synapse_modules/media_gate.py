@@ -30,11 +30,17 @@ from synapse.module_api.errors import ConfigError
 from synapse_modules.media_internals import (
     MediaRepositoryLike,
     delete_local_media,
+    install_declared_upload_check,
     install_download_gate,
     media_repository_of,
     rooms_for_user_of,
 )
-from synapse_modules.media_policy import MediaGateConfig, may_fetch, parse_media_gate_config
+from synapse_modules.media_policy import (
+    MediaGateConfig,
+    declared_upload_refusal,
+    may_fetch,
+    parse_media_gate_config,
+)
 from synapse_modules.media_store import MediaStore
 from synapse_modules.media_uploads import UploadPolicy
 from synapse_modules.media_withdraw import WITHDRAW_PATH, WithdrawResource
@@ -65,6 +71,7 @@ class MediaGate:
         self._repo: MediaRepositoryLike | None = media_repository_of(api)
         if self._repo is not None:
             install_download_gate(self._repo, self._may_download)
+            install_declared_upload_check(self._repo, declared_upload_refusal)
         UploadPolicy(config).register(api)
         api.register_web_resource(WITHDRAW_PATH,
                                   WithdrawResource(api, self._store, self._delete_now))

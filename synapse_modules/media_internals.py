@@ -32,6 +32,8 @@ TESTED_SYNAPSE = "1.163.x"
 # Parameter names (after self) the wrapper relies on, in order.
 GET_LOCAL_MEDIA_INFO_PARAMS = ("request", "media_id", "max_timeout_ms", "bypass_quarantine")
 DELETE_LOCAL_MEDIA_IDS_PARAMS = ("media_ids",)
+CREATE_OR_UPDATE_CONTENT_PARAMS = ("media_type", "upload_name", "content", "content_length",
+                                   "auth_user", "media_id")
 ROOMS_FOR_USER_PARAMS = ("user_id",)
 
 _GATED_MARK = "_hauspost_media_gate"
@@ -53,6 +55,10 @@ class MediaRepositoryLike(Protocol):
                                    bypass_quarantine: bool = False) -> Any: ...
 
     async def delete_local_media_ids(self, media_ids: list[str]) -> tuple[list[str], int]: ...
+
+    async def create_or_update_content(self, media_type: str, upload_name: str | None,
+                                       content: Any, content_length: int, auth_user: Any,
+                                       media_id: str | None = None) -> Any: ...
 
 
 def _refuse(what: str) -> IncompatibleSynapseError:
@@ -89,6 +95,7 @@ def check_media_repository(repo: object) -> MediaRepositoryLike:
     """Refuse (IncompatibleSynapseError) unless `repo` has both methods with the expected shape."""
     _check_method(repo, "get_local_media_info", GET_LOCAL_MEDIA_INFO_PARAMS)
     _check_method(repo, "delete_local_media_ids", DELETE_LOCAL_MEDIA_IDS_PARAMS)
+    _check_method(repo, "create_or_update_content", CREATE_OR_UPDATE_CONTENT_PARAMS)
     return cast(MediaRepositoryLike, repo)
 
 
@@ -137,6 +144,37 @@ def media_repository_of(api: ModuleApi) -> MediaRepositoryLike | None:
     if not can_load:
         return None
     return check_media_repository(hs.get_media_repository())
+
+
+_DECLARED_MARK = "_hauspost_declared_upload_check"
+
+
+def install_declared_upload_check(repo: MediaRepositoryLike,
+                                  refuse: Callable[[str | None, str | None], str | None]) -> None:
+    """Make every upload (`/upload` and the async `PUT /upload/{server}/{id}`) ask
+    `refuse(declared content type, file name)` before a byte is stored.
+
+    Module callbacks see only the bytes; the client's declaration of what the file is —
+    which the receiving app believes when it offers to open the file — reaches only
+    `MediaRepository.create_or_update_content`, so that one method is wrapped here."""
+    original = repo.create_or_update_content
+    if getattr(original, _DECLARED_MARK, False):
+        return
+
+    async def checked_create_or_update_content(media_type: str, upload_name: str | None,
+                                               content: Any, content_length: int,
+                                               auth_user: Any, media_id: str | None = None
+                                               ) -> Any:
+        refusal = refuse(media_type, upload_name)
+        if refusal is not None:
+            logger.info("Refused upload by %s: declared %r named %r", auth_user, media_type,
+                        upload_name)
+            raise SynapseError(403, refusal, Codes.FORBIDDEN)
+        return await original(media_type, upload_name, content, content_length, auth_user,
+                              media_id)
+
+    setattr(checked_create_or_update_content, _DECLARED_MARK, True)
+    repo.create_or_update_content = checked_create_or_update_content  # type: ignore[method-assign]
 
 
 def install_download_gate(repo: MediaRepositoryLike, gate: Gate) -> None:

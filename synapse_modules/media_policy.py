@@ -224,3 +224,39 @@ def media_type_refusal(config: MediaGateConfig, detected: str) -> str | None:
     allowed = ", ".join(sorted(config.allowed_media_types))
     return (f"Files of type {detected} may not be uploaded to this server "
             f"(judged from the file's content; allowed: {allowed})")
+
+
+#: Declared content types of programs and scripts. A file declared as one of these is
+#: refused whatever its bytes look like: the receiving app trusts the declaration when it
+#: offers to open or run the file.
+DECLARED_PROGRAM_TYPES = frozenset({
+    "application/x-msdownload", "application/x-msdos-program", "application/x-msi",
+    "application/vnd.microsoft.portable-executable", "application/x-dosexec",
+    "application/x-executable", "application/x-elf", "application/x-mach-binary",
+    "application/x-sh", "application/x-shellscript", "text/x-shellscript", "text/x-sh",
+    "application/x-bat", "application/x-msbatch", "text/x-msdos-batch",
+    "application/x-powershell", "text/x-powershell", "application/java-archive",
+    "application/x-java-archive", "application/vnd.android.package-archive",
+    "application/x-apple-diskimage", "application/hta", "text/vbscript",
+    "application/x-vbscript", "application/javascript", "text/javascript",
+})
+#: File name endings of programs and scripts on Windows, macOS, Linux and Android.
+PROGRAM_EXTENSIONS = frozenset({
+    "exe", "com", "scr", "pif", "msi", "msp", "dll", "cpl", "bat", "cmd", "ps1", "psm1",
+    "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta", "lnk", "reg", "jar", "apk", "app",
+    "dmg", "pkg", "sh", "bash", "zsh", "run", "bin", "elf", "command", "desktop", "appimage",
+})
+
+
+def declared_upload_refusal(media_type: str | None, upload_name: str | None) -> str | None:
+    """A file *declared* as a program or script (type or name), or None."""
+    declared = (media_type or "").split(";", 1)[0].strip().lower()
+    if declared in DECLARED_PROGRAM_TYPES:
+        return (f"Files declared as {declared} may not be uploaded to this server "
+                "(programs and scripts are refused)")
+    name = (upload_name or "").strip().rstrip(". ").lower()
+    extension = name.rsplit(".", 1)[1] if "." in name else ""
+    if extension in PROGRAM_EXTENSIONS:
+        return (f"Files named *.{extension} may not be uploaded to this server "
+                "(programs and scripts are refused)")
+    return None

@@ -14,6 +14,7 @@ from synapse.module_api import NOT_SPAM, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
 
 from synapse_modules.media_policy import (
+    PROGRAM_EXTENSIONS,
     MediaGateConfig,
     detect_media_type,
     media_type_refusal,
@@ -42,8 +43,11 @@ class UploadPolicy:
         )
 
     async def media_config_for_user(self, user_id: str) -> dict[str, Any]:
-        # Clients read m.upload.size and refuse too large files before uploading.
-        return {"m.upload.size": self._config.max_upload_bytes}
+        # Clients read m.upload.size and refuse too large files before uploading; the
+        # type rules are there for apps and admins to read (no spec key exists for them).
+        return {"m.upload.size": self._config.max_upload_bytes,
+                "de.hauspost.upload.allowed_types": sorted(self._config.allowed_media_types),
+                "de.hauspost.upload.refused_extensions": sorted(PROGRAM_EXTENSIONS)}
 
     async def size_allowed(self, user_id: str, size: int) -> bool:
         allowed = upload_size_allowed(self._config, size)

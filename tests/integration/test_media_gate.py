@@ -389,7 +389,9 @@ def test_oversize_upload_is_refused_and_the_limit_advertised(
     alice = small_synapse.create_user(small_synapse.unique("alice"))
     with small_synapse.client(alice.token) as client:
         config = client.get("/_matrix/client/v1/media/config").json()
-    assert config == {"m.upload.size": 65536}
+    assert config["m.upload.size"] == 65536
+    assert set(config) == {"m.upload.size", "de.hauspost.upload.allowed_types",
+                           "de.hauspost.upload.refused_extensions"}
     too_big = upload_plain(small_synapse, alice, b"\x00" * (65536 + 1),
                            "application/octet-stream")
     assert (too_big.status_code, too_big.json()) == (413, {
