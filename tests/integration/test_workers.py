@@ -18,9 +18,12 @@ from urllib.parse import quote
 
 import pytest
 
+import tests.integration.test_encryption_indirect as indirect
 import tests.integration.test_encryption_policy as encryption_checks
+import tests.integration.test_leaver_sessions as sessions
 import tests.integration.test_media_gate as media_checks
 import tests.integration.test_membership_policy as membership_checks
+import tests.integration.test_names_and_versions as names
 from synapse_modules.media_store import WITHDRAWN_MARK
 from tests.harness.synapse_workers import WorkersServer, start_synapse_workers
 
@@ -238,3 +241,36 @@ def test_leave_on_one_client_worker_closes_files_on_the_media_worker(
                       json={}).status_code == 200
     assert media_checks.answers(media_worker, bob.token, path) == \
         media_checks.all_not_found(path)
+
+
+# --- identity, sessions and the indirect encryption paths, on the layout ----------------
+
+
+def test_indirect_encryption_paths_on_workers(workers: WorkersServer) -> None:
+    indirect.test_redacting_the_encryption_event_is_refused(workers)
+    indirect.test_weaker_key_rotation_is_refused(
+        workers, {"algorithm": "m.megolm.v1.aes-sha2", "rotation_period_msgs": 10_000})
+    indirect.test_a_tombstone_to_anything_but_an_encrypted_room_of_ours_is_refused(
+        workers, "!doesnotexist")
+    indirect.test_a_tombstone_to_an_encrypted_room_and_a_real_upgrade_work(workers)
+
+
+def test_names_and_room_versions_on_workers(workers: WorkersServer) -> None:
+    names.test_a_per_room_profile_never_shows(workers, {"displayname": names.CEO_FRAUD})
+    names.test_old_room_versions_are_refused(workers, "9")
+
+
+def test_leaver_sessions_end_on_every_worker(workers: WorkersServer) -> None:
+    sessions.test_no_new_session_for_a_deactivated_account(workers)
+    sessions.test_active_colleagues_keep_their_sessions(workers)
+    leaver = workers.create_user()
+    tokens = sessions.sessions_of(workers, leaver)
+    with workers.admin() as c:
+        c.post(f"/_synapse/admin/v1/deactivate/{quote(leaver.user_id)}", json={}
+               ).raise_for_status()
+    for name in ("main", "client1", "client2"):
+        for kind, token in tokens.items():
+            with workers.via(name).client(token) as c:
+                resp = c.get("/_matrix/client/v3/account/whoami")
+            assert (resp.status_code, resp.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN"), \
+                (name, kind)
