@@ -79,3 +79,8 @@ class Link:
     email: str | None = None
     #: Offboarded by hand: stays deactivated until the directory also marks them gone.
     hold: bool = False
+    #: What hauspost last applied, as the store recorded it (None: not recorded). A change
+    #: that reached Synapse but not the store (the process died in between) shows up as a
+    #: difference here, so the next run applies and audits it again.
+    display_name: str | None = None
+    active: bool = True

@@ -457,7 +457,10 @@ def _plan_linked(emp: Employee, link: Link, active: bool, account_by_id: dict[st
         notes.append(f"employee {emp.employee_id}: login changed to {emp.localpart!r}; the "
                      f"Matrix ID stays {user_id}")
     if not active:
-        if not account.deactivated:
+        # Also when Synapse already shows the deactivation but the store does not (the
+        # run that made it died before recording it): applying it again is harmless and
+        # writes the missing audit row.
+        if not account.deactivated or (link.active and not link.hold):
             reason = (DeactivationReason.DISABLED if emp.status is not Status.ACTIVE
                       else DeactivationReason.LEFT)
             deactivations.append(Deactivate(emp.employee_id, user_id, reason))
@@ -473,6 +476,11 @@ def _plan_linked(emp: Employee, link: Link, active: bool, account_by_id: dict[st
         return
     if account.display_name != emp.display_name:
         actions.append(UpdateDisplayName(emp.employee_id, user_id, account.display_name,
+                                         emp.display_name))
+    elif link.display_name is not None and link.display_name != emp.display_name:
+        # Synapse has the new name, the store the old one: a rename that reached Synapse
+        # whose record was lost. Apply it again (a no-op there) so it is recorded and audited.
+        actions.append(UpdateDisplayName(emp.employee_id, user_id, link.display_name,
                                          emp.display_name))
     if (link.email or None) != (emp.email or None):
         actions.append(UpdateEmail(emp.employee_id, user_id, link.email, emp.email))

@@ -23,8 +23,10 @@ _EMPLOYEES = cast(Table, EmployeeRow.__table__)
 
 def load_links(session: Session) -> list[Link]:
     rows = session.execute(select(AccountRow.employee_id, AccountRow.user_id, AccountRow.email,
-                                  AccountRow.hold)).all()
-    return [Link(employee_id=r[0], user_id=r[1], email=r[2], hold=bool(r[3])) for r in rows]
+                                  AccountRow.hold, AccountRow.display_name,
+                                  AccountRow.active)).all()
+    return [Link(employee_id=r[0], user_id=r[1], email=r[2], hold=bool(r[3]),
+                 display_name=r[4], active=bool(r[5])) for r in rows]
 
 
 def get_account(session: Session, user_id: str) -> AccountRow | None:

@@ -19,7 +19,7 @@ from synapse_modules.media_internals import (
 
 
 class ShapedLike163:
-    """The two methods with the exact shape of Synapse 1.163."""
+    """The three methods with the exact shape of Synapse 1.163."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int, bool]] = []
@@ -31,6 +31,18 @@ class ShapedLike163:
 
     async def delete_local_media_ids(self, media_ids: list[str]) -> tuple[list[str], int]:
         return media_ids, len(media_ids)
+
+    async def create_or_update_content(self, media_type: str, upload_name: str | None,
+                                       content: Any, content_length: int, auth_user: Any,
+                                       media_id: str | None = None) -> str:
+        return f"mxc://x/{media_id or upload_name}"
+
+
+class OldUpload(ShapedLike163):
+    async def create_or_update_content(  # type: ignore[override]
+            self, upload_name: str | None, media_type: str, content: Any,
+            content_length: int, auth_user: Any, media_id: str | None = None) -> str:
+        return ""
 
 
 class Renamed:
@@ -75,6 +87,9 @@ def test_a_compatible_repository_passes() -> None:
                   "max_timeout_ms, bypass_quarantine)"),
     (Synchronous(), "MediaRepository.get_local_media_info is no longer a coroutine function"),
     (NoDelete(), "MediaRepository.delete_local_media_ids is missing"),
+    (OldUpload(), "MediaRepository.create_or_update_content takes (upload_name, media_type, "
+                  "content, content_length, auth_user, media_id) instead of (media_type, "
+                  "upload_name, content, content_length, auth_user, media_id)"),
 ])
 def test_a_changed_repository_refuses_to_start(repo: object, message: str) -> None:
     with pytest.raises(IncompatibleSynapseError) as excinfo:
