@@ -65,9 +65,11 @@ def restart_synapse(server: SynapseServer) -> None:
     server.process.wait_healthy(timeout=90)
 
 
-def spawn_sync(env: AccountsEnv) -> subprocess.Popen[str]:
+def spawn_sync(env: AccountsEnv) -> subprocess.Popen[bytes]:
+    # Output to a file, not a pipe nobody reads while we wait (a full pipe would block it).
+    log = open(env.workdir / "faulted-sync.log", "ab")  # noqa: SIM115 - closed by the child's exit
     return subprocess.Popen([HAUSPOST, "-q", "sync", "-d", str(env.workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "HAUSPOST_ACTOR": "fault@test"})
 
 
@@ -125,8 +127,13 @@ def run_iteration(env: AccountsEnv, seed: int, target: str, *, point: str = "ran
     else:
         env.slapd.proc.send_signal(signal.SIGKILL)
         env.slapd.proc.wait()
+    hung = False
     try:
         sync.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        hung = True
+        sync.kill()
+        sync.wait()
     finally:
         if target == "synapse":
             restart_synapse(env.synapse)
@@ -134,6 +141,9 @@ def run_iteration(env: AccountsEnv, seed: int, target: str, *, point: str = "ran
             restart_slapd(env.slapd)
     outcome = Outcome(seed=seed, target=target, point=point, delay=delay,
                       killed_exit=sync.returncode, reruns=0)
+    if hung:
+        outcome.problems.append(f"the faulted sync did not end within 180 s of killing "
+                                f"{target}")
     for _ in range(3):  # a re-run finishes the job; more than one would be a finding
         outcome.reruns += 1
         rerun = env.cli("sync", "-q")
