@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+class SynapseUnreachableError(HauspostError):
+    """Synapse did not answer at all, retries included (down, restarting, wrong URL)."""
+
+
 class AdminApiError(HauspostError):
     def __init__(self, method: str, path: str, status: int, errcode: str | None,
                  error: str | None) -> None:
@@ -76,8 +80,8 @@ class SynapseAdmin:
                 resp = await self._http.request(method, path, json=json, params=params)
             except httpx.TransportError as exc:
                 if attempt == self._max_retries:
-                    raise HauspostError(f"cannot reach Synapse at {self._http.base_url}: {exc}"
-                                        ) from None
+                    raise SynapseUnreachableError(
+                        f"cannot reach Synapse at {self._http.base_url}: {exc}") from None
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
