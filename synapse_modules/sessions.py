@@ -59,9 +59,6 @@ def token_subject(user_id: str, puppets_user_id: str | None) -> str:
     return puppets_user_id or user_id
 
 
-IssueToken = Callable[..., Awaitable[str]]
-
-
 def guard_token_issuing(handler: Any, is_deactivated: Callable[[str], Awaitable[bool]]) -> None:
     """Wrap `handler.create_access_token_for_user_id` (idempotent per handler)."""
     original = getattr(handler, "create_access_token_for_user_id", None)

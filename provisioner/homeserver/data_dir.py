@@ -221,20 +221,6 @@ def init_data_dir(req: InitRequest) -> InitResult:
                        written, kept)
 
     service_user_id = f"@{req.service_localpart}:{req.server_name}"
-    # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on
-    # this host and talks to the (main) process directly.
-    listener = HomeserverOptions(server_name=req.server_name, data_dir=data_dir,
-                                 bind_address=req.bind_address, port=req.port,
-                                 public_baseurl=req.public_baseurl, modules=[])
-    provisioner_url = (listener.listener_url if layout is None
-                       else f"http://{layout.main.host}:{layout.main.http_port}")
-    settings_path = data_dir / SETTINGS_FILE
-    settings_doc = merge_settings(_existing_settings(settings_path),
-                                  settings_document(req, provisioner_url))
-    settings_text = yaml.safe_dump(settings_doc, sort_keys=False)
-    # Validate what we are about to write with the same parser every command uses; the
-    # login module is rendered from the result, so login and sync read one definition.
-    settings = parse_settings(yaml.safe_load(settings_text), settings_path)
     opts = HomeserverOptions(
         server_name=req.server_name,
         data_dir=data_dir,
@@ -244,8 +230,20 @@ def init_data_dir(req: InitRequest) -> InitResult:
         database_url=req.database_url,
         behind_proxy=req.behind_proxy,
         media_lifetime=req.media_lifetime,
-        modules=default_modules(req.server_name, service_user_id, settings.ldap),
     )
+    # The public URL is the TLS proxy, which hides the admin API: the provisioner runs on
+    # this host and talks to the (main) process directly.
+    provisioner_url = (opts.listener_url if layout is None
+                       else f"http://{layout.main.host}:{layout.main.http_port}")
+    settings_path = data_dir / SETTINGS_FILE
+    settings_doc = merge_settings(_existing_settings(settings_path),
+                                  settings_document(req, provisioner_url))
+    settings_text = yaml.safe_dump(settings_doc, sort_keys=False)
+    # Validate what we are about to write with the same parser every command uses; the
+    # login module is rendered from the result, so login and sync read one definition.
+    settings = parse_settings(yaml.safe_load(settings_text), settings_path)
+    opts = dataclasses.replace(
+        opts, modules=default_modules(req.server_name, service_user_id, settings.ldap))
 
     if layout is not None:
         opts = dataclasses.replace(opts, modules=pin_singleton_jobs(opts.modules, layout))
