@@ -89,17 +89,13 @@ def render_plan(plan: Plan, *, title: str) -> str:
     return "\n".join(lines)
 
 
-def _pending(outcome: SyncOutcome) -> bool:
-    rooms_pending = outcome.rooms is not None and outcome.rooms.plan.has_changes
-    return outcome.plan.has_changes or rooms_pending
-
-
 def _plan_exit_code(outcome: SyncOutcome) -> int:
     if outcome.guard_would_trip:
         return EXIT_GUARD
     if outcome.plan.problems:
         return EXIT_PARTIAL
-    return EXIT_CHANGES_PENDING if _pending(outcome) else EXIT_OK
+    rooms_pending = outcome.rooms is not None and outcome.rooms.plan.has_changes
+    return EXIT_CHANGES_PENDING if outcome.plan.has_changes or rooms_pending else EXIT_OK
 
 
 def _emit_plan(outcome: SyncOutcome, as_json: bool) -> None:
@@ -151,8 +147,8 @@ def plan_command(ctx: click.Context, data_dir: Path, as_json: bool, at: str | No
               help="Apply even if the mass-deactivation guard would refuse the run.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 @click.option("--if-changed", is_flag=True,
-              help="Plan first; start a sync run only when changes are pending (for cron: "
-                   "bad directory entries don't stop the rest).")
+              help="Start a sync run only when changes are pending (for cron: bad "
+                   "directory entries don't stop the rest).")
 @click.pass_context
 def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
                  as_json: bool, if_changed: bool) -> None:
@@ -172,15 +168,12 @@ def sync_command(ctx: click.Context, data_dir: Path, dry_run: bool, force: bool,
 
     async def go() -> SyncOutcome:
         token = await ensure_service_token(settings)
-        if if_changed and not dry_run:
-            planned = await run_sync(settings, token, dry_run=True, actor=current_actor())
-            if not _pending(planned):
-                return planned
         return await run_sync(settings, token, dry_run=dry_run, force=force,
-                              actor=current_actor(), progress=not quiet and not as_json)
+                              actor=current_actor(), progress=not quiet and not as_json,
+                              if_changed=if_changed)
 
     outcome = asyncio.run(go())
-    if outcome.dry_run and not dry_run:  # --if-changed, and nothing was pending
+    if outcome.run_id is None and not dry_run:  # --if-changed, and nothing was pending
         problems = len(outcome.plan.problems)
         if not quiet:
             click.echo("No changes pending; no sync run started"

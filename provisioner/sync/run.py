@@ -129,9 +129,10 @@ async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
 async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
                    force: bool = False, now: datetime | None = None, actor: str,
                    progress: bool = True, reader: DirectoryReader = read_directory,
-                   store: Store | None = None) -> SyncOutcome:
+                   store: Store | None = None, if_changed: bool = False) -> SyncOutcome:
     """Plan, and unless `dry_run`, apply. Raises MassDeactivationError (nothing changed)
-    when the guard trips and `force` is not given."""
+    when the guard trips and `force` is not given. With `if_changed`, a plan without
+    account or room changes starts no run (the outcome has no `run_id`)."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     # A broken room policy stops the run before anything changes (file:line errors).
@@ -143,7 +144,8 @@ async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
             return await _plan_only(settings, token, store, now, reader, started)
         with run_lock(store, "sync", holder=actor):
             return await _sync_locked(settings, token, store, now, reader, started,
-                                      force=force, actor=actor, progress=progress)
+                                      force=force, actor=actor, progress=progress,
+                                      if_changed=if_changed)
     finally:
         if own_store:
             store.close()
@@ -165,12 +167,19 @@ async def _plan_only(settings: Settings, token: str, store: Store, now: datetime
 
 async def _sync_locked(settings: Settings, token: str, store: Store, now: datetime,
                        reader: DirectoryReader, started: float, *, force: bool, actor: str,
-                       progress: bool) -> SyncOutcome:
+                       progress: bool, if_changed: bool) -> SyncOutcome:
     policy = policy_for(settings)
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
         directory, plan = await read_and_plan(settings, store, admin, reader, policy, now,
                                               phases)
+        if if_changed and not plan.has_changes:
+            # Account changes always need a run; without them, only room changes do.
+            rooms = await room_sync.plan_rooms_for_run(settings, store, admin, directory,
+                                                       plan, now)
+            if rooms is None or not rooms.plan.has_changes:
+                return SyncOutcome(plan=plan, dry_run=False, rooms=rooms, phases=phases,
+                                   writes=admin.writes, seconds=time.monotonic() - started)
         tripped = guard_trips(plan, policy.guard)
         try:
             check_guard(plan, policy.guard, force=force)

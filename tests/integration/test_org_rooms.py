@@ -508,3 +508,26 @@ def test_plan_shows_room_changes_next_to_accounts_and_rooms_lists_drift(env: Roo
                                               "create": False}
     text = env.cli("rooms")
     assert "location/Berlin" in text.stdout and "topic; +1 -0 members" in text.stdout
+
+
+def test_sync_if_changed_runs_for_room_drift_alone_and_not_without_changes(
+        env: RoomsEnv) -> None:
+    env.seed(staff(env))
+    assert env.cli("sync", "-q").returncode == 0
+
+    def runs() -> int:
+        with env.store.session() as s:
+            return s.query(RunRow).count()
+
+    before = runs()
+    idle = env.cli("sync", "--if-changed")
+    assert (idle.returncode, idle.stdout, runs()) == (0, "", before)
+    with env.synapse.admin() as c:  # room drift only: no account changes pending
+        assert c.put(f"/_matrix/client/v3/rooms/{quote(env.room_id('department/IT'))}"
+                     "/state/m.room.name/", json={"name": "IT (privat)"}).status_code == 200
+
+    drift = env.cli("sync", "--if-changed")
+
+    assert drift.returncode == 0, drift.stderr
+    assert runs() == before + 1
+    assert env.state("department/IT", "m.room.name") == {"name": "Abteilung IT"}
