@@ -23,11 +23,12 @@ def login(url: str, user: str) -> httpx.Response:
         "password": DEMO_PASSWORD}, timeout=30)
 
 
-def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner", "demo", "-d", str(tmp_path), "--port", str(port)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+def start_demo(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+               ) -> tuple[subprocess.Popen[str], list[str], threading.Event]:
+    """Start a demo command; its stderr lines are collected, `ready` is set at "Stop with
+    Ctrl-C." (printed once the homeserver and the demo company are up)."""
+    proc = subprocess.Popen(argv, cwd=cwd, env=env if env is not None else dict(os.environ),
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lines: list[str] = []
     ready = threading.Event()
 
@@ -39,6 +40,13 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
                 ready.set()
 
     threading.Thread(target=read, daemon=True).start()
+    return proc, lines, ready
+
+
+def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc, lines, ready = start_demo(
+        [sys.executable, "-m", "provisioner", "demo", "-d", str(tmp_path), "--port", str(port)])
     try:
         assert ready.wait(240), "demo never became ready:\n" + "".join(lines)
         url = f"http://127.0.0.1:{port}"

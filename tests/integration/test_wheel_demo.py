@@ -18,14 +18,11 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import threading
 import zipfile
 from pathlib import Path
 
-import httpx
-
-from provisioner.cli.demo import DEMO_PASSWORD
 from provisioner.homeserver.synapse_process import free_port
+from tests.integration.test_demo import login, start_demo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,26 +80,11 @@ def test_hauspost_demo_from_the_wheel(tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    proc = subprocess.Popen([str(tmp_path / "venv" / "bin" / "hauspost"), "demo", "-d", "demo",
-                             "--port", str(port)], cwd=work, env=env, text=True,
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE)
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if "Stop with Ctrl-C." in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, lines, ready = start_demo([str(tmp_path / "venv" / "bin" / "hauspost"), "demo", "-d",
+                                     "demo", "--port", str(port)], cwd=work, env=env)
     try:
         assert ready.wait(240), "the wheel's demo never became ready:\n" + "".join(lines)
-        resp = httpx.post(f"http://127.0.0.1:{port}/_matrix/client/v3/login", json={
-            "type": "m.login.password", "identifier": {"type": "m.id.user",
-                                                       "user": "anna.schmidt"},
-            "password": DEMO_PASSWORD}, timeout=30)
+        resp = login(f"http://127.0.0.1:{port}", "anna.schmidt")
         assert resp.status_code == 200, resp.text
         assert resp.json()["user_id"] == "@anna.schmidt:hauspost.localhost"
         assert (work / "demo" / "demo-company" / "policies" / "muster-gmbh.yaml").is_file()
