@@ -143,7 +143,10 @@ class AccountsEnv:
 
 def make_env(synapse: SynapseServer, slapd: SlapdServer, workdir: Path, *,
              sync: dict[str, Any] | None = None,
-             directory: dict[str, Any] | None = None) -> Iterator[AccountsEnv]:
+             directory: dict[str, Any] | None = None,
+             ldap: dict[str, Any] | None = None) -> Iterator[AccountsEnv]:
+    """A fresh OU and store, and a hauspost.yaml for them; `ldap` adds or overrides keys of
+    its `ldap:` section (e.g. member_of group mode)."""
     prefix = unique_name("p")
     conn = slapd.connection()
     try:
@@ -161,7 +164,7 @@ def make_env(synapse: SynapseServer, slapd: SlapdServer, workdir: Path, *,
         "ldap": {"uri": base.ldap.uri, "base_dn": ou, "bind_dn": base.ldap.bind_dn,
                  "bind_password_file": str(base.ldap.bind_password_file),
                  "group_mode": "none", "disabled_attribute": "employeeType",
-                 "disabled_values": ["disabled"]},
+                 "disabled_values": ["disabled"], **(ldap or {})},
         "directory": directory or {"sources": ["ldap"], "time_zone": "Europe/Berlin"},
     }
     if sync:

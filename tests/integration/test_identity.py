@@ -9,8 +9,6 @@ them and only our module stands between a correct password and a new account.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,22 +16,21 @@ from urllib.parse import quote
 
 import ldap3
 import pytest
-import yaml
 
-from provisioner.settings import LdapSettings, load_settings
-from provisioner.store import open_store
-from provisioner.sync.run import run_sync
+from provisioner.settings import load_settings
 from tests.harness.ldap_seed import (
     SeedPerson,
-    SlapdVariant,
     add_groups,
-    add_ou,
-    add_people,
     start_slapd_with_memberof,
 )
-from tests.harness.slapd_server import ADMIN_DN, ADMIN_PASSWORD, GROUPS_DN
-from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, start_synapse
-from tests.integration.accounts_env import wait_for_background_updates
+from tests.harness.slapd_server import GROUPS_DN
+from tests.harness.synapse_server import TEST_PASSWORD, start_synapse
+from tests.integration.accounts_env import (
+    AccountsEnv,
+    ldap_login_settings,
+    make_env,
+    wait_for_background_updates,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,71 +60,41 @@ OUTSIDER = person("fritz.fremd", "E500", "Fritz Fremd")
 REFUSED = [NO_NUMBER, TWIN_A, TWIN_B, BAD_LOGIN, DISABLED_HIRE, OUTSIDER]
 
 
-class Company:
-    def __init__(self, slapd: SlapdVariant, synapse: SynapseServer, workdir: Path,
-                 ou: str) -> None:
-        self.slapd, self.synapse, self.workdir, self.ou = slapd, synapse, workdir, ou
-
-    def sync(self) -> object:
-        settings = load_settings(self.workdir)
-        store = open_store(settings.store_url)
-        try:
-            return asyncio.run(run_sync(settings, self.synapse.admin_token, actor="pytest@test",
-                                        progress=False, store=store))
-        finally:
-            store.close()
-
-    def admin_status(self, user_id: str) -> int:
-        with self.synapse.admin() as c:
-            return c.get(f"/_synapse/admin/v2/users/{quote(user_id)}").status_code
+def admin_status(env: AccountsEnv, user_id: str) -> int:
+    with env.synapse.admin() as c:
+        return c.get(f"/_synapse/admin/v2/users/{quote(user_id)}").status_code
 
 
 @pytest.fixture(scope="module")
-def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Company]:
+def company(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccountsEnv]:
     work = tmp_path_factory.mktemp("identity")
     slapd = start_slapd_with_memberof(work / "slapd")
     try:
-        conn = slapd.connection()
-        ou = add_ou(conn, "identity")
-        everyone = [ACTIVE, *REFUSED]
-        add_people(conn, everyone, ou)
-        add_groups(conn, {STAFF: [p.uid for p in everyone if p is not OUTSIDER]},
-                   people_dn=ou)
-        conn.unbind()
-        password_file = work / "bind_password"
-        password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
-        os.chmod(password_file, 0o600)
         # The login module's filter is as wide as the user filter (see widen_login_filter):
-        # the LDAP bind succeeds for every entry above. Only the identity module refuses.
-        wide = LdapSettings(uri=slapd.uri, base_dn=ou, bind_dn=ADMIN_DN,
-                            bind_password_file=password_file)
-        synapse = start_synapse(work / "synapse", ldap=wide, edit=widen_login_filter,
+        # the LDAP bind succeeds for every entry below. Only the identity module refuses.
+        synapse = start_synapse(work / "synapse", ldap=ldap_login_settings(slapd, work / "keys"),
+                                edit=widen_login_filter,
                                 extra_config={"background_updates": {"sleep_enabled": False}})
         try:
             wait_for_background_updates(synapse)
-            base = load_settings(synapse.data_dir)
-            doc = {
-                "server_name": synapse.server_name,
-                "homeserver": {"url": base.homeserver_url, "config": str(base.homeserver_config)},
-                "service_account": {"localpart": base.service_localpart,
-                                    "token_file": str(base.service_token_file)},
-                "store": {"url": f"sqlite:///{work / 'hauspost.db'}"},
-                "ldap": {"uri": slapd.uri, "base_dn": ou, "bind_dn": ADMIN_DN,
-                         "bind_password_file": str(password_file),
-                         "group_mode": "member_of", "groups_base_dn": GROUPS_DN,
-                         "allowed_groups": [STAFF], "disabled_attribute": "employeeType",
-                         "disabled_values": ["disabled"]},
-                "directory": {"sources": ["ldap"], "time_zone": "Europe/Berlin"},
-            }
-            (work / "hauspost.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-            yield Company(slapd, synapse, work, ou)
+            (work / "env").mkdir()
+            for env in make_env(synapse, slapd, work / "env", ldap={
+                    "group_mode": "member_of", "groups_base_dn": GROUPS_DN,
+                    "allowed_groups": [STAFF]}):
+                everyone = [ACTIVE, *REFUSED]
+                env.seed(everyone)
+                conn = slapd.connection()
+                add_groups(conn, {STAFF: [p.uid for p in everyone if p is not OUTSIDER]},
+                           people_dn=env.ou)
+                conn.unbind()
+                yield env
         finally:
             synapse.stop()
     finally:
         slapd.stop()
 
 
-def test_the_sync_creates_only_the_active_employee(company: Company) -> None:
+def test_the_sync_creates_only_the_active_employee(company: AccountsEnv) -> None:
     company.sync()
     with company.synapse.admin() as c:
         users = c.get("/_synapse/admin/v2/users", params={"limit": 1000}).json()["users"]
@@ -136,7 +103,7 @@ def test_the_sync_creates_only_the_active_employee(company: Company) -> None:
 
 
 @pytest.mark.parametrize("who", REFUSED, ids=[p.uid for p in REFUSED])
-def test_a_correct_ldap_password_makes_no_account(company: Company, who: SeedPerson) -> None:
+def test_a_correct_ldap_password_makes_no_account(company: AccountsEnv, who: SeedPerson) -> None:
     company.sync()
     # The bind itself succeeds: the wide filter admits them, the password is right.
     server = ldap3.Server(company.slapd.uri, get_info=ldap3.NONE)
@@ -147,13 +114,13 @@ def test_a_correct_ldap_password_makes_no_account(company: Company, who: SeedPer
 
     assert resp.status_code == 403, resp.text
     assert resp.json()["errcode"] == "M_FORBIDDEN"
-    assert company.admin_status(user_id) == 404
+    assert admin_status(company, user_id) == 404
 
 
-def test_the_active_employee_lands_in_the_synced_account(company: Company) -> None:
+def test_the_active_employee_lands_in_the_synced_account(company: AccountsEnv) -> None:
     company.sync()
     user_id = company.synapse.mxid("anna.schmidt")
-    assert company.admin_status(user_id) == 200  # made by the sync, before any login
+    assert admin_status(company, user_id) == 200  # made by the sync, before any login
 
     resp = company.synapse.login("anna.schmidt")
 
@@ -162,7 +129,7 @@ def test_the_active_employee_lands_in_the_synced_account(company: Company) -> No
 
 
 def test_without_the_module_the_same_login_creates_an_account(
-        company: Company, tmp_path: Path) -> None:
+        company: AccountsEnv, tmp_path: Path) -> None:
     """The control: Synapse with the LDAP login alone makes the account the module refuses."""
     from provisioner.homeserver.module_configs import ldap_login
 
