@@ -20,9 +20,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from provisioner.accounts.policy import policy_for
 from provisioner.errors import EXIT_CONFIG, HauspostError
+from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.homeserver.synapse_admin import SynapseAdmin
-from provisioner.store import Store
+from provisioner.settings import Settings
+from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
 
 logger = logging.getLogger(__name__)
@@ -124,3 +127,49 @@ async def offboard(admin: SynapseAdmin, store: Store, target: str, *, server_nam
                           access_ended_seconds=access_ended,
                           devices_deleted_after=devices_after, rooms_remaining=tuple(rooms),
                           total_seconds=time.monotonic() - t0)
+
+
+async def offboard_with_settings(settings: Settings, target: str, *, reason: str, erase: bool,
+                                 actor: str, wait_for_rooms: bool = True,
+                                 started: float | None = None) -> OffboardResult:
+    """`offboard` with everything it needs taken from hauspost.yaml: the one entry point of
+    `hauspost offboard` and the console."""
+    token = await ensure_service_token(settings)
+    store = open_store(settings.store_url)
+    try:
+        async with SynapseAdmin(settings.homeserver_url, token) as admin:
+            return await offboard(admin, store, target, server_name=settings.server_name,
+                                  protected=policy_for(settings).protected, reason=reason,
+                                  erase=erase, actor=actor, wait_for_rooms=wait_for_rooms,
+                                  started=started)
+    finally:
+        store.close()
+
+
+class RehireRefusedError(HauspostError):
+    """The person has no account offboarded by hand, or the directory lets them go."""
+
+    exit_code = EXIT_CONFIG
+
+
+def release_offboarding_hold(store: Store, employee_id: str, *, reason: str, actor: str,
+                             now: datetime) -> str:
+    """Lift the hold a manual offboarding set, so the next sync reactivates the account if
+    the directory lists the person as active (a rehire, or an offboarding by mistake).
+    Returns the Matrix ID; audited as `account.rehire`."""
+    with store.session() as session:
+        account = repo.get_account_by_employee(session, employee_id)
+        if account is None:
+            raise RehireRefusedError(f"no account is linked to employee {employee_id!r}")
+        if account.active or not account.hold:
+            raise RehireRefusedError(f"{account.user_id} is not held by an offboarding "
+                                     "(nothing to lift; the directory decides)")
+        employee = repo.get_employee(session, employee_id)
+        if employee is None or employee.status != "active":
+            raise RehireRefusedError(f"the directory does not list employee {employee_id!r} "
+                                     "as active: rehire them there first")
+        account.hold = False
+        repo.append_audit(session, actor=actor, action="account.rehire",
+                          target=account.user_id, now=now, reason=reason,
+                          details={"employee_id": employee_id})
+        return account.user_id

@@ -20,11 +20,31 @@ from sqlalchemy import insert
 from provisioner.accounts.bot_account import audit_bot_account_change
 from provisioner.announcements.ack import collect
 from provisioner.announcements.bot import Bot, BotError, SyncHandler, open_bot
-from provisioner.announcements.compose import AnnouncementRequest, file_content, text_content
-from provisioner.announcements.config import AnnouncementConfig
-from provisioner.announcements.targets import Person, RoomSource, Target, resolve
+from provisioner.announcements.compose import (
+    AnnouncementRequest,
+    Attachment,
+    file_content,
+    text_content,
+    validate_request,
+)
+from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.announcements.org_rooms import org_rooms
+from provisioner.announcements.targets import (
+    ExplicitRoom,
+    NewRoomPerAnnouncement,
+    Person,
+    RoomSource,
+    Target,
+    active_links,
+    check_room_id,
+    parse_target,
+    people_from_employees,
+    resolve,
+)
+from provisioner.directory.read import read_directory
+from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.settings import Settings
-from provisioner.store import Store
+from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
 from provisioner.store.announcement_models import (
     AnnouncementPostRow,
@@ -188,3 +208,31 @@ def _record_posts(store: Store, posts: list[dict[str, Any]]) -> None:
         with store.session() as session:
             session.execute(insert(AnnouncementPostRow), posts)
 
+
+
+def load_people(settings: Settings, store: Store) -> list[Person]:
+    """Active directory employees that have an account (directory attributes + store links)."""
+    return people_from_employees(read_directory(settings).employees, active_links(store))
+
+
+async def announce_with_settings(settings: Settings, *, targets: Sequence[str], body: str,
+                                 ack_by: datetime | None, attachment: Attachment | None,
+                                 room: str | None, actor: str,
+                                 now: datetime) -> AnnounceResult:
+    """The one entry point of `hauspost announce` and the console: everything is checked
+    (targets, deadline, body, attachment) before the bot logs in."""
+    config = load_announcement_config(settings.data_dir)
+    parsed_targets = [parse_target(t) for t in targets]
+    request = validate_request(body, ack_by, now, attachment)
+    store = open_store(settings.store_url)
+    try:
+        people = load_people(settings, store)
+        resolve(parsed_targets, people)  # unknown targets fail here, before any login
+        rooms: RoomSource = (ExplicitRoom(check_room_id(room)) if room
+                             else org_rooms(settings, store) or NewRoomPerAnnouncement())
+        token = await ensure_service_token(settings)
+        return await announce(settings, config, store, admin_token=token,
+                              targets=parsed_targets, people=people, request=request,
+                              rooms=rooms, actor=actor, now=now)
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from provisioner.accounts.offboard import OffboardResult, offboard
+from provisioner.accounts.offboard import OffboardResult, offboard_with_settings
 from provisioner.accounts.plan import (
     EXIT_GUARD,
     CreateAccount,
@@ -34,12 +34,10 @@ from provisioner.accounts.plan import (
     UpdateDisplayName,
     UpdateEmail,
 )
-from provisioner.accounts.policy import policy_for
 from provisioner.actor import current_actor
 from provisioner.cli import data_dir_option
 from provisioner.errors import EXIT_FAILURE, EXIT_OK
 from provisioner.homeserver.service_account import ensure_service_token
-from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.settings import load_settings
 from provisioner.store import open_store
 from provisioner.store import repository as repo
@@ -238,19 +236,9 @@ def offboard_command(data_dir: Path, target: str, reason: str, erase: bool, no_w
     started = time.monotonic()
     settings = load_settings(data_dir)
 
-    async def go() -> OffboardResult:
-        token = await ensure_service_token(settings)
-        store = open_store(settings.store_url)
-        try:
-            async with SynapseAdmin(settings.homeserver_url, token) as admin:
-                return await offboard(admin, store, target, server_name=settings.server_name,
-                                      protected=policy_for(settings).protected, reason=reason,
-                                      erase=erase, actor=current_actor(),
-                                      wait_for_rooms=not no_wait, started=started)
-        finally:
-            store.close()
-
-    result = asyncio.run(go())
+    result = asyncio.run(offboard_with_settings(
+        settings, target, reason=reason, erase=erase, actor=current_actor(),
+        wait_for_rooms=not no_wait, started=started))
     if as_json:
         click.echo(json.dumps({
             "user_id": result.user_id, "employee_id": result.employee_id,

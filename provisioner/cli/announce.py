@@ -22,30 +22,14 @@ from provisioner.announcements.compose import (
     AnnouncementInputError,
     Attachment,
     read_attachment,
-    validate_request,
 )
-from provisioner.announcements.config import load_announcement_config
 from provisioner.announcements.media_limits import load_media_limits
-from provisioner.announcements.org_rooms import org_rooms
 from provisioner.announcements.report import build_report, render_csv, render_html, render_text
-from provisioner.announcements.send import AnnounceResult, announce
-from provisioner.announcements.targets import (
-    ExplicitRoom,
-    NewRoomPerAnnouncement,
-    Person,
-    RoomSource,
-    active_links,
-    check_room_id,
-    parse_target,
-    people_from_employees,
-    resolve,
-)
+from provisioner.announcements.send import announce_with_settings
 from provisioner.announcements.tick import TickResult, run_tick
 from provisioner.cli import data_dir_option
-from provisioner.directory.read import read_directory
-from provisioner.homeserver.service_account import ensure_service_token
-from provisioner.settings import Settings, load_settings
-from provisioner.store import Store, open_store
+from provisioner.settings import load_settings
+from provisioner.store import open_store
 from provisioner.store.announcement_models import AnnouncementRow
 
 
@@ -58,11 +42,6 @@ def _parse_when(value: str | None, option: str) -> datetime | None:
         raise AnnouncementInputError(f"{option}: expected an ISO date-time like "
                                      f"2026-12-01T12:00+01:00, got {value!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def load_people(settings: Settings, store: Store) -> list[Person]:
-    """Active directory employees that have an account (directory attributes + store links)."""
-    return people_from_employees(read_directory(settings).employees, active_links(store))
 
 
 def _body(body: str | None, body_file: Path | None) -> str:
@@ -106,30 +85,14 @@ def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
     --body-file news.md
     """
     settings = load_settings(data_dir)
-    config = load_announcement_config(settings.data_dir)
     now = datetime.now(UTC)
-    parsed_targets = [parse_target(t) for t in targets]
     attachment: Attachment | None = None
     if attach is not None:
         attachment = read_attachment(attach, load_media_limits(settings.homeserver_config))
-    request = validate_request(_body(body, body_file), _parse_when(ack_by, "--ack-by"), now,
-                               attachment)
-    store = open_store(settings.store_url)
-    try:
-        people = load_people(settings, store)
-        resolve(parsed_targets, people)  # unknown targets fail here, before any login
-        rooms: RoomSource = (ExplicitRoom(check_room_id(room)) if room
-                             else org_rooms(settings, store) or NewRoomPerAnnouncement())
-
-        async def go() -> AnnounceResult:
-            token = await ensure_service_token(settings)
-            return await announce(settings, config, store, admin_token=token,
-                                  targets=parsed_targets, people=people, request=request,
-                                  rooms=rooms, actor=current_actor(), now=now)
-
-        result = asyncio.run(go())
-    finally:
-        store.close()
+    result = asyncio.run(announce_with_settings(
+        settings, targets=targets, body=_body(body, body_file),
+        ack_by=_parse_when(ack_by, "--ack-by"), attachment=attachment, room=room,
+        actor=current_actor(), now=now))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
