@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from provisioner.console.config import ConsoleSettings, parse_console
 from provisioner.directory.config import (
     DirectoryConfig,
     LdapSourceOptions,
@@ -65,6 +66,8 @@ class Settings:
     policies: Path | None = None
     #: `hauspost serve`: listen address, SCIM token, webhook (provisioner/service/config.py).
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    #: The web console served by `hauspost serve` (provisioner/console/config.py); None: off.
+    console: ConsoleSettings | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -148,6 +151,7 @@ def parse_settings(data: object, file: Path) -> Settings:
     sync = parse_sync(top.section("sync"), base)
     service = parse_service(top.section("service"), base)
     check_scim_source(directory, scim_enabled=service.scim is not None)
+    console = parse_console(top.section("console"))
     protected = tuple(top.str_list("protected_accounts"))
     policies = _path(base, top.str("policies"))
     top.done()
@@ -165,6 +169,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         directory=directory,
         sync=sync,
         service=service,
+        console=console,
         policies=policies,
     )
 

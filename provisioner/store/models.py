@@ -50,6 +50,10 @@ class EmployeeRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     leave_date: Mapped[date | None] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(255), default="")
+    department: Mapped[str | None] = mapped_column(String(255))
+    location: Mapped[str | None] = mapped_column(String(255))
+    #: Directory groups, sorted (console roles are mapped from them).
+    groups: Mapped[list[str] | None] = mapped_column(JSON)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -2,7 +2,7 @@
 
 The layers, top to bottom (docstring of `provisioner/__init__.py` says why):
 
-    cli → service → scim | announcements → sync → rooms → accounts → homeserver
+    cli → service → console → scim | announcements → sync → rooms → accounts → homeserver
         → directory | policy → migrations → store → settings → each package's config.py
         → core
 
@@ -26,6 +26,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "provisioner"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"service"},
+    {"console"},  # the web console: served by `hauspost serve`, calls what the CLI calls
     {"scim", "announcements"},
     {"sync"},
     {"rooms"},
