@@ -7,7 +7,8 @@
         it: [it-admins]             # people (read), sync, job queue, access review
         auditor: [datenschutz]      # access review, reach (read only)
       idle_minutes: 30              # a session unused this long ends
-      login_attempts: 5             # failed sign-ins per account and per address per 15 min
+      login_attempts: 5             # failed sign-ins per account per 15 min
+      login_attempts_per_address: 100  # per client address (an office behind one NAT)
       secure_cookies: auto          # auto: Secure when service.public_url is https://
       trusted_proxies: [127.0.0.1, "::1"]  # whose X-Forwarded-For names the client
 
@@ -30,6 +31,7 @@ class ConsoleSettings:
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
     idle_seconds: int = 30 * 60
     login_attempts: int = 5
+    login_attempts_per_address: int = 100
     login_window_seconds: int = 15 * 60
     #: None: decided from service.public_url
     secure_cookies: bool | None = None
@@ -58,6 +60,7 @@ def parse_console(section: Section | None) -> ConsoleSettings | None:
                                      "list of directory groups")
     idle = section.int("idle_minutes", 30, minimum=1, maximum=24 * 60)
     attempts = section.int("login_attempts", 5, minimum=1, maximum=1000)
+    per_address = section.int("login_attempts_per_address", 100, minimum=1, maximum=100_000)
     secure_raw = section.raw("secure_cookies")
     if secure_raw not in (None, "auto", True, False):
         raise section.error("secure_cookies", f"expected auto, true or false, got {secure_raw!r}")
@@ -72,5 +75,6 @@ def parse_console(section: Section | None) -> ConsoleSettings | None:
     if not enabled:
         return None
     return ConsoleSettings(roles=roles, idle_seconds=idle * 60, login_attempts=attempts,
+                           login_attempts_per_address=per_address,
                            secure_cookies=secure_raw if isinstance(secure_raw, bool) else None,
                            trusted_proxies=frozenset(proxies))

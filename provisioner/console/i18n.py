@@ -74,8 +74,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "rooms_remaining": {"de": "Noch in %(count)s Räumen (der Server entfernt im Hintergrund).",
                         "en": "Still in %(count)s rooms (the server removes in the background)."},
     "rehire": {"de": "Wieder einstellen (Sperre aufheben)", "en": "Rehire (lift the hold)"},
-    "rehired": {"de": "Sperre aufgehoben; der Abgleich hat das Konto wieder aktiviert.",
-                "en": "Hold lifted; the sync reactivated the account."},
+    "rehired": {"de": "Sperre aufgehoben; Auftrag %(job)s aktiviert das Konto wieder.",
+                "en": "Hold lifted; job %(job)s reactivates the account."},
     "reason_required": {"de": "Bitte einen Grund angeben.", "en": "Please give a reason."},
     "sync_runs": {"de": "Letzte Läufe", "en": "Last runs"},
     "pending_plan": {"de": "Anstehende Änderungen", "en": "Pending changes"},
@@ -95,6 +95,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "applied": {"de": "%(applied)s von %(total)s Änderungen angewendet, %(failed)s "
                       "fehlgeschlagen.",
                 "en": "Applied %(applied)s of %(total)s changes, %(failed)s failed."},
+    "plan_changed": {"de": "Der Plan hat sich geändert, seit Sie ihn geprüft haben. Bitte den "
+                           "neuen Plan prüfen.",
+                     "en": "The plan changed since you reviewed it. Review the new plan."},
     "job_queue": {"de": "Warteschlange (SCIM/Webhook)", "en": "Job queue (SCIM/webhook)"},
     "status": {"de": "Status", "en": "Status"},
     "started": {"de": "Begonnen", "en": "Started"},

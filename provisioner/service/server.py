@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from provisioner.accounts.policy import policy_for
+from provisioner.console.web import Console
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.scim.app import PREFIX, ScimApplication, aiohttp_handler, build_provider, resource_models
 from provisioner.scim.storage import HauspostScimStorage
@@ -72,14 +73,15 @@ class Secrets:
 
 
 def load_secrets(settings: Settings) -> Secrets:
+    """The SCIM token and webhook secret; ConfigError when nothing at all would be served."""
     service = settings.service
     token = (read_secret(service.scim.token_file, settings=settings, key="service.scim.token_file")
              if service.scim else None)
     secret = (read_secret(service.webhook.secret_file, settings=settings,
                           key="service.webhook.secret_file").encode()
               if service.webhook else None)
-    if token is None and secret is None:
-        raise ConfigError("neither SCIM nor the webhook is enabled: nothing to serve",
+    if token is None and secret is None and settings.console is None:
+        raise ConfigError("neither SCIM, the webhook nor the console is enabled: nothing to serve",
                           file=str(settings.file), key="service")
     return Secrets(token, secret)
 
@@ -104,6 +106,7 @@ class Service:
         self.started = time.monotonic()
         self.scheduler = Scheduler()
         self.storage: HauspostScimStorage | None = None
+        self.console: Console | None = None
         #: One writer of the job queue at a time (SCIM, webhook, schedules): de-duplication
         #: reads and then inserts.
         self.queue_lock = asyncio.Lock()
@@ -129,6 +132,11 @@ class Service:
             app.router.add_route("*", PREFIX + "/{tail:.*}", handler)
         if self.secrets.webhook_secret is not None:
             app.router.add_post(HOOK_PATH, self.hook)
+        if self.settings.console is not None:
+            from provisioner.console.app import add_console
+
+            self.console = add_console(app, self.settings, self.store, self.settings.console,
+                                       time_zone=self.time_zone, on_queued=self.worker.wake)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -237,9 +245,11 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         self.plan_schedules()
-        logger.info("hauspost service listening on http://%s:%d (SCIM %s, webhook %s)",
-                    service.host, service.port, "on" if self.storage else "off",
-                    "on" if self.secrets.webhook_secret else "off")
+        logger.info("hauspost service listening on http://%s:%d (SCIM %s, webhook %s, "
+                    "console %s)", service.host, service.port,
+                    "on" if self.storage else "off",
+                    "on" if self.secrets.webhook_secret else "off",
+                    "on at /console/" if self.console else "off")
         tasks = [asyncio.create_task(self.worker.run(self.stop_event), name="worker"),
                  asyncio.create_task(self.scheduler.run(self.stop_event), name="schedules")]
         await self.stop_event.wait()

@@ -1,0 +1,137 @@
+"""Announcements (comms; reach also for auditors): compose with preview, send, reach.
+
+Sending runs `announce_with_settings`, what `hauspost announce` runs: targets, deadline and
+body are checked before the bot logs in, so bad input sends nothing. The reach page renders
+the report model `hauspost announcements report` renders; it reloads itself every 30 s
+(no JavaScript needed) while acknowledgements come in through the service's tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy import select
+
+from provisioner.announcements.compose import AnnouncementInputError
+from provisioner.announcements.compose import render_html as markdown_html
+from provisioner.announcements.report import (
+    Report,
+    UnknownAnnouncementError,
+    ack_chart_svg,
+    build_report,
+    render_csv,
+)
+from provisioner.announcements.send import announce_with_settings
+from provisioner.announcements.targets import TargetError
+from provisioner.console.web import PREFIX, Console, Ctx
+from provisioner.errors import HauspostError
+from provisioner.store.announcement_models import AnnouncementRow
+from provisioner.store.models import AccountRow, EmployeeRow
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 20_000
+
+
+def target_options(console: Console) -> list[tuple[str, str]]:
+    """(value, label) for every target the org offers: all, departments, locations, groups."""
+    with console.store.session() as session:
+        rows = session.execute(
+            select(EmployeeRow.department, EmployeeRow.location, EmployeeRow.groups)
+            .join(AccountRow, AccountRow.employee_id == EmployeeRow.employee_id)
+            .where(EmployeeRow.status == "active", AccountRow.active.is_(True))).all()
+    departments = sorted({r[0] for r in rows if r[0]})
+    locations = sorted({r[1] for r in rows if r[1]})
+    groups = sorted({g for r in rows for g in (r[2] or ())})
+    return ([("all", "all")] + [(f"department:{d}", d) for d in departments]
+            + [(f"location:{loc}", loc) for loc in locations]
+            + [(f"group:{g}", g) for g in groups])
+
+
+def add_routes(app: web.Application, console: Console) -> None:
+    def compose_page(ctx: Ctx, *, status: int = 200, error: str | None = None,
+                     preview: Markup | None = None) -> web.Response:
+        with console.store.session() as session:
+            rows = session.execute(
+                select(AnnouncementRow.id, AnnouncementRow.title, AnnouncementRow.created_at,
+                       AnnouncementRow.recipients_total, AnnouncementRow.requires_ack,
+                       AnnouncementRow.deadline, AnnouncementRow.actor)
+                .order_by(AnnouncementRow.id.desc()).limit(30)).all()
+        chosen = ctx.form.getall("targets") if hasattr(ctx.form, "getall") else []
+        return console.render(ctx, "announcements.html", status=status, rows=rows,
+                              options=target_options(console), chosen=list(chosen),
+                              body=str(ctx.form.get("body", "")),
+                              ack_by=str(ctx.form.get("ack_by", "")), error=error,
+                              preview=preview, can_send="comms" in ctx.person.roles
+                              if ctx.person else False)
+
+    def parse_ack_by(value: str) -> datetime | None:
+        """`datetime-local` input: the company's time, unless an offset is given."""
+        value = value.strip()
+        if not value:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise AnnouncementInputError(f"ack by: expected a date and time like "
+                                         f"2026-12-07T12:00, got {value!r}") from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=console.time_zone)
+
+    @console.guard("comms", "auditor")
+    async def index(ctx: Ctx) -> web.StreamResponse:
+        return compose_page(ctx)
+
+    @console.guard("comms")
+    async def send(ctx: Ctx) -> web.StreamResponse:
+        body = str(ctx.form.get("body", ""))[:MAX_BODY]
+        targets = [str(t) for t in ctx.form.getall("targets")] \
+            if hasattr(ctx.form, "getall") else []
+        if ctx.form.get("do") == "preview":
+            return compose_page(ctx, preview=Markup(markdown_html(body)))  # noqa: S704 - escaped
+        try:
+            if not targets:
+                raise TargetError("choose at least one target")
+            now = datetime.now(UTC)
+            result = await announce_with_settings(
+                console.settings, targets=targets, body=body,
+                ack_by=parse_ack_by(str(ctx.form.get("ack_by", ""))), attachment=None,
+                room=None, actor=ctx.actor, now=now)
+        except (AnnouncementInputError, TargetError) as exc:
+            return compose_page(ctx, status=400, error=str(exc))
+        except HauspostError as exc:
+            logger.error("console: announcement by %s failed: %s", ctx.actor, exc)
+            return compose_page(ctx, status=502, error=str(exc))
+        return console.redirect(ctx, f"{PREFIX}/announcements/{result.announcement_id}",
+                                flash=ctx.t("sent", count=result.recipients))
+
+    def report_of(ctx: Ctx) -> Report | None:
+        try:
+            return build_report(console.store, int(ctx.request.match_info["id"]))
+        except (ValueError, UnknownAnnouncementError):
+            return None
+
+    @console.guard("comms", "auditor")
+    async def reach(ctx: Ctx) -> web.StreamResponse:
+        report = report_of(ctx)
+        if report is None:
+            return console.refuse(ctx, 404, "not_found")
+        return console.render(ctx, "reach.html", r=report,
+                              chart=Markup(ack_chart_svg(report)))  # noqa: S704 - built escaped
+
+    @console.guard("comms", "auditor")
+    async def reach_csv(ctx: Ctx) -> web.StreamResponse:
+        report = report_of(ctx)
+        if report is None:
+            return console.refuse(ctx, 404, "not_found")
+        return web.Response(
+            text=render_csv(report), content_type="text/csv", charset="utf-8",
+            headers={"Content-Disposition":
+                     f'attachment; filename="announcement-{ctx.request.match_info["id"]}.csv"'})
+
+    app.router.add_get(PREFIX + "/announcements", index)
+    app.router.add_post(PREFIX + "/announcements", send)
+    app.router.add_get(PREFIX + "/announcements/{id:\\d+}", reach)
+    app.router.add_get(PREFIX + "/announcements/{id:\\d+}.csv", reach_csv)
