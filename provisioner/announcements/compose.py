@@ -15,6 +15,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from provisioner.announcements.media_limits import MediaLimits
+from provisioner.announcements.messages import UTC_ENGLISH, CompanyLocale, ack_line
 from provisioner.errors import HauspostError
 
 ACK_KEY = "✅"
@@ -94,18 +95,14 @@ def validate_request(body: str, deadline: datetime | None, now: datetime,
     return AnnouncementRequest(body=body, deadline=deadline, attachment=attachment)
 
 
-def _ack_line(deadline: datetime) -> str:
-    when = deadline.strftime("%Y-%m-%d %H:%M %Z").strip()
-    return (f"**Bitte bis {when} bestätigen / please acknowledge by {when}:** "
-            f"react with {ACK_KEY} to this message.")
-
-
-def text_content(request: AnnouncementRequest, announcement_id: int) -> dict[str, Any]:
-    """The m.room.message content (encrypted before it leaves the bot)."""
+def text_content(request: AnnouncementRequest, announcement_id: int,
+                 locale: CompanyLocale = UTC_ENGLISH) -> dict[str, Any]:
+    """The m.room.message content (encrypted before it leaves the bot); the deadline in the
+    company's time and language."""
     body = request.body.strip()
     marker: dict[str, Any] = {"id": announcement_id}
     if request.deadline is not None:
-        body = f"{body}\n\n{_ack_line(request.deadline)}"
+        body = f"{body}\n\n{ack_line(request.deadline, locale)}"
         marker["acknowledge_by"] = request.deadline.isoformat()
     return {"msgtype": "m.text", "body": body, "format": "org.matrix.custom.html",
             "formatted_body": render_html(body), CONTENT_KEY: marker}

@@ -3,7 +3,10 @@
     bot_localpart: hauspost-bot
     bot_display_name: Hauspost
     reminder_hours_before_deadline: [24, 0]   # 0 = at the deadline
+    reminder_not_before_share: 0.5    # no reminder before half the time to the deadline passed
+    reminder_quiet_hours_after_sending: 1     # and none in the first hour after sending
     retention_days: 90      # per-person rows deleted this long after the deadline
+    language: de            # de | en; default: de for Europe/Berlin, Vienna, Zurich, else en
 
 Kept in its own file so the announcement feature can be configured without touching the
 account sync's settings; every key is validated and unknown keys are errors.
@@ -22,6 +25,8 @@ from provisioner.validation import Section
 
 ANNOUNCEMENTS_FILE = "announcements.yaml"
 _LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
+#: The languages of provisioner/announcements/messages.py (this layer may not import it).
+LANGUAGES = ("de", "en")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,12 @@ class AnnouncementConfig:
     #: Hours before the deadline at which a reminder goes out, largest first.
     reminder_hours: tuple[int, ...] = (24, 0)
     retention_days: int = 90
+    #: Share of the time between sending and the deadline that passes before any reminder.
+    reminder_not_before_share: float = 0.5
+    #: Hours after sending in which no reminder goes out, however close the deadline.
+    reminder_quiet_hours: float = 1.0
+    #: "de" or "en"; None: decided by the company time zone (messages.default_language).
+    language: str | None = None
 
 
 def parse_announcement_config(data: object, file: str) -> AnnouncementConfig:
@@ -54,10 +65,23 @@ def parse_announcement_config(data: object, file: str) -> AnnouncementConfig:
         if len(set(hours)) != len(hours):
             raise top.error("reminder_hours_before_deadline", f"duplicate values in {hours}")
     retention: int = top.int("retention_days", 90, minimum=0, maximum=3650)
+    share: float = top.float("reminder_not_before_share", 0.5)
+    if not 0.0 <= share < 1.0:
+        raise top.error("reminder_not_before_share",
+                        f"expected a share of the time to the deadline from 0 to below 1 "
+                        f"(0.5 = half), got {share!r}")
+    quiet: float = top.float("reminder_quiet_hours_after_sending", 1.0)
+    if not 0.0 <= quiet <= 24 * 7:
+        raise top.error("reminder_quiet_hours_after_sending",
+                        f"expected hours from 0 to 168, got {quiet!r}")
+    language: str | None = top.str("language", None)
+    if language is not None and language not in LANGUAGES:
+        raise top.error("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
     top.done()
     return AnnouncementConfig(bot_localpart=localpart, bot_display_name=display,
                               reminder_hours=tuple(sorted(hours, reverse=True)),
-                              retention_days=retention)
+                              retention_days=retention, reminder_not_before_share=share,
+                              reminder_quiet_hours=quiet, language=language)
 
 
 def load_announcement_config(data_dir: Path) -> AnnouncementConfig:

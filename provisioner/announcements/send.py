@@ -11,13 +11,14 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nio import SyncResponse
 from sqlalchemy import insert
 
 from provisioner.accounts.bot_account import audit_bot_account_change
+from provisioner.accounts.policy import policy_for
 from provisioner.announcements.ack import collect
 from provisioner.announcements.bot import Bot, BotError, SyncHandler, open_bot
 from provisioner.announcements.compose import (
@@ -28,6 +29,13 @@ from provisioner.announcements.compose import (
     validate_request,
 )
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.announcements.local_time import in_company_time
+from provisioner.announcements.messages import (
+    UTC_ENGLISH,
+    CompanyLocale,
+    default_language,
+    room_name,
+)
 from provisioner.announcements.org_rooms import org_rooms
 from provisioner.announcements.targets import (
     ExplicitRoom,
@@ -73,6 +81,13 @@ class AnnounceResult:
                 "not_joined": list(self.not_joined), "seconds": round(self.seconds, 3)}
 
 
+def company_locale(settings: Settings, config: AnnouncementConfig) -> CompanyLocale:
+    """The company's time zone (`directory.time_zone`) and the announcements' language
+    (`language:` in announcements.yaml, else decided by that time zone)."""
+    tz = policy_for(settings).time_zone
+    return CompanyLocale(tz, config.language or default_language(tz))
+
+
 def sync_handler(store: Store) -> SyncHandler:
     async def handle(bot: Bot, resp: SyncResponse) -> None:
         await collect(bot.client, store, resp, bot.user_id)
@@ -94,7 +109,7 @@ async def open_recording_bot(settings: Settings, config: AnnouncementConfig, adm
 async def announce(settings: Settings, config: AnnouncementConfig, store: Store, *,
                    admin_token: str, targets: Sequence[Target], people: Sequence[Person],
                    request: AnnouncementRequest, rooms: RoomSource, actor: str,
-                   now: datetime) -> AnnounceResult:
+                   now: datetime, locale: CompanyLocale = UTC_ENGLISH) -> AnnounceResult:
     recipients = resolve(targets, people)  # raises before anything is sent
     started = time.perf_counter()
     bot = await open_recording_bot(settings, config, admin_token, store, actor)
@@ -103,7 +118,7 @@ async def announce(settings: Settings, config: AnnouncementConfig, store: Store,
         managers = {p.employee_id: p.user_id for p in people}
         return await _post(bot, settings, store, targets=targets, recipients=recipients,
                            managers=managers, request=request, rooms=rooms, actor=actor,
-                           now=now, started=started)
+                           now=now, started=started, locale=locale)
     finally:
         await bot.close()
 
@@ -111,13 +126,13 @@ async def announce(settings: Settings, config: AnnouncementConfig, store: Store,
 async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence[Target],
                 recipients: list[Person], managers: dict[str, str],
                 request: AnnouncementRequest, rooms: RoomSource,
-                actor: str, now: datetime, started: float) -> AnnounceResult:
+                actor: str, now: datetime, started: float,
+                locale: CompanyLocale) -> AnnounceResult:
     wanted = {p.user_id for p in recipients}
     room_ids = rooms.rooms_for(targets)
     if room_ids is None:  # no org room for these targets: one of its own
         # Room names are plaintext on the server: never put the (encrypted) title there.
-        name = f"📢 Announcement {now:%Y-%m-%d %H:%M} UTC"
-        room_ids = [await bot.create_room(name=name, read_only=True,
+        room_ids = [await bot.create_room(name=room_name(now, locale), read_only=True,
                                           extra_power={settings.service_user_id: 100})]
     not_joined: set[str] = set()
     for room_id in room_ids:
@@ -143,7 +158,7 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
         session.flush()
         announcement_id = row.id
         repo.append_audit(session, actor=actor, action="announcement.send",
-                          target=f"announcement:{announcement_id}", now=now,
+                          target=f"announcement:{announcement_id}", now=datetime.now(UTC),
                           reason=f"announcement to {', '.join(str(t) for t in targets)}",
                           details={"rooms": room_ids, "recipients": len(recipients),
                                    "requires_ack": request.requires_ack,
@@ -160,7 +175,7 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
                 if user in wanted:
                     devices[user] += count
                     member_room.setdefault(user, room_id)
-            event_id = await bot.send(room_id, text_content(request, announcement_id))
+            event_id = await bot.send(room_id, text_content(request, announcement_id, locale))
             posts.append({"announcement_id": announcement_id, "room_id": room_id,
                           "event_id": event_id, "kind": "text", "sent_at": now})
             if request.attachment is not None:
@@ -220,9 +235,13 @@ async def announce_with_settings(settings: Settings, *, targets: Sequence[str], 
                                  room: str | None, actor: str,
                                  now: datetime) -> AnnounceResult:
     """The one entry point of `hauspost announce` and the console: everything is checked
-    (targets, deadline, body, attachment) before the bot logs in."""
+    (targets, deadline, body, attachment) before the bot logs in. A deadline without a
+    time zone is company time (`directory.time_zone`)."""
     config = load_announcement_config(settings.data_dir)
+    locale = company_locale(settings, config)
     parsed_targets = [parse_target(t) for t in targets]
+    if ack_by is not None and ack_by.tzinfo is None:
+        ack_by = in_company_time(ack_by, locale.time_zone, "the deadline")
     request = validate_request(body, ack_by, now, attachment)
     store = open_store(settings.store_url)
     try:
@@ -233,6 +252,6 @@ async def announce_with_settings(settings: Settings, *, targets: Sequence[str], 
         token = await ensure_service_token(settings)
         return await announce(settings, config, store, admin_token=token,
                               targets=parsed_targets, people=people, request=request,
-                              rooms=rooms, actor=actor, now=now)
+                              rooms=rooms, actor=actor, now=now, locale=locale)
     finally:
         store.close()

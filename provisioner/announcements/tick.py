@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +23,14 @@ from sqlalchemy.exc import IntegrityError
 from provisioner.actor import current_actor
 from provisioner.announcements.bot import Bot
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
-from provisioner.announcements.send import open_recording_bot
+from provisioner.announcements.messages import (
+    UTC_ENGLISH,
+    CompanyLocale,
+    reminder_text,
+    summary_text,
+)
+from provisioner.announcements.report import MANAGER_STAGE
+from provisioner.announcements.send import company_locale, open_recording_bot
 from provisioner.errors import HauspostError
 from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.settings import Settings
@@ -38,7 +45,6 @@ from provisioner.store.announcement_models import (
 
 logger = logging.getLogger(__name__)
 
-MANAGER_STAGE = "manager-summary"
 
 
 def stage_name(hours: int) -> str:
@@ -55,6 +61,15 @@ def due_stage(deadline: datetime, now: datetime, hours: tuple[int, ...]) -> str 
     due = [h for h in hours if deadline - timedelta(hours=h) <= now
            and (now < deadline or h == 0)]
     return stage_name(min(due)) if due else None
+
+
+def earliest_reminder(sent_at: datetime, deadline: datetime, config: AnnouncementConfig
+                      ) -> datetime:
+    """No reminder before this moment: a share of the time to the deadline must have passed
+    (default half) and never within the quiet hours after sending (default one) — so a
+    deadline an hour away does not get a "reminder" minutes after the announcement."""
+    by_share = sent_at + (deadline - sent_at) * config.reminder_not_before_share
+    return max(by_share, sent_at + timedelta(hours=config.reminder_quiet_hours))
 
 
 @dataclass(frozen=True)
@@ -82,25 +97,10 @@ class TickResult:
                 "purged_announcements": self.purged_announcements}
 
 
-def _when(deadline: datetime) -> str:
-    return deadline.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def reminder_text(title: str, deadline: datetime, now: datetime) -> str:
-    passed = now >= deadline
-    lead = ("The deadline has passed" if passed else f"Please acknowledge by {_when(deadline)}")
-    return (f"Reminder: \u201c{title}\u201d. {lead}: react with \u2705 to the announcement, "
-            "or reply \u201cok\u201d to this message.")
-
-
-def summary_text(title: str, deadline: datetime, names: list[str]) -> str:
-    listed = "\n".join(f"- {n}" for n in names)
-    return (f"\u201c{title}\u201d (deadline {_when(deadline)}): {len(names)} of your team "
-            f"have not acknowledged yet:\n{listed}")
-
-
-def plan_notices(store: Store, now: datetime, hours: tuple[int, ...]) -> list[PlannedNotice]:
-    """Reminders and manager summaries due at `now` that were never claimed."""
+def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
+                 locale: CompanyLocale = UTC_ENGLISH) -> list[PlannedNotice]:
+    """Reminders and manager summaries due at `now` that were never claimed, worded in the
+    company's language and time."""
     planned: list[PlannedNotice] = []
     with store.session() as session:
         open_ones = session.scalars(
@@ -115,9 +115,11 @@ def plan_notices(store: Store, now: datetime, hours: tuple[int, ...]) -> list[Pl
                 select(RecipientRow).where(RecipientRow.announcement_id == ann.id,
                                            RecipientRow.acked_at.is_(None))
                 .order_by(RecipientRow.user_id)).all()
-            stage = due_stage(ann.deadline, now, hours)
+            stage = due_stage(ann.deadline, now, config.reminder_hours)
+            if now < earliest_reminder(ann.created_at, ann.deadline, config):
+                stage = None
             if stage is not None:
-                text = reminder_text(ann.title, ann.deadline, now)
+                text = reminder_text(ann.title, ann.deadline, now, locale)
                 planned.extend(PlannedNotice(ann.id, r.user_id, stage, text)
                                for r in missing if (r.user_id, stage) not in claimed)
             if now >= ann.deadline:
@@ -129,22 +131,28 @@ def plan_notices(store: Store, now: datetime, hours: tuple[int, ...]) -> list[Pl
                     if (manager, MANAGER_STAGE) not in claimed:
                         planned.append(PlannedNotice(
                             ann.id, manager, MANAGER_STAGE,
-                            summary_text(ann.title, ann.deadline, sorted(names))))
+                            summary_text(ann.title, ann.deadline, sorted(names), locale)))
     return planned
 
 
-def _claim(store: Store, notice: PlannedNotice, now: datetime) -> bool:
+def real_now() -> datetime:
+    """The clock every stored and audited time comes from: `now` (tick --now) only decides
+    what is due, it is never written down as the time something happened."""
+    return datetime.now(UTC)
+
+
+def _claim(store: Store, notice: PlannedNotice) -> bool:
     try:
         with store.session() as session:
             session.execute(insert(NoticeRow).values(
                 announcement_id=notice.announcement_id, user_id=notice.user_id,
-                stage=notice.stage, claimed_at=now))
+                stage=notice.stage, claimed_at=real_now()))
         return True
     except IntegrityError:
         return False  # another tick claimed it first
 
 
-async def direct_room(bot: Bot, store: Store, user_id: str, now: datetime) -> str:
+async def direct_room(bot: Bot, store: Store, user_id: str) -> str:
     """The bot's encrypted DM with `user_id`, created (and invited) once."""
     with store.session() as session:
         row = session.get(BotDirectRoomRow, user_id)
@@ -153,11 +161,11 @@ async def direct_room(bot: Bot, store: Store, user_id: str, now: datetime) -> st
     room_id = await bot.create_room(name="Hauspost", invite=[user_id], read_only=False,
                                     is_direct=True)
     with store.session() as session:
-        session.add(BotDirectRoomRow(user_id=user_id, room_id=room_id, created_at=now))
+        session.add(BotDirectRoomRow(user_id=user_id, room_id=room_id, created_at=real_now()))
     return room_id
 
 
-async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str], now: datetime,
+async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str],
                             concurrency: int = 8) -> int:
     """Create the missing DMs in parallel (room creation is the slow part of a first
     reminder to many people); returns how many were created. Failures are left to the
@@ -172,7 +180,7 @@ async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str], now: dat
         nonlocal created
         async with limit:
             try:
-                await direct_room(bot, store, user_id, now)
+                await direct_room(bot, store, user_id)
                 created += 1
             except HauspostError as exc:
                 logger.warning("could not open a direct chat with %s: %s", user_id, exc)
@@ -181,41 +189,45 @@ async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str], now: dat
     return created
 
 
-async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice, now: datetime,
-                       result: TickResult) -> None:
-    if not _claim(store, notice, now):
-        return
+async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice,
+                       result: TickResult) -> datetime | None:
+    """Claim, send and record one notice; the real time it was sent, or None."""
+    if not _claim(store, notice):
+        return None
     room_id: str | None = None
     try:
-        room_id = await direct_room(bot, store, notice.user_id, now)
+        room_id = await direct_room(bot, store, notice.user_id)
         event_id = await bot.send(room_id, {"msgtype": "m.text", "body": notice.text})
     except HauspostError as exc:
         logger.error("could not send %s of announcement %d to %s: %s", notice.stage,
                      notice.announcement_id, notice.user_id, exc)
-        _finish(store, notice, room_id=room_id, event_id=None, now=now, error=str(exc))
+        _finish(store, notice, room_id=room_id, event_id=None, sent_at=None, error=str(exc))
         result.failed.append((notice.announcement_id, notice.user_id, notice.stage, str(exc)))
-        return
-    _finish(store, notice, room_id=room_id, event_id=event_id, now=now, error=None)
+        return None
+    sent_at = real_now()
+    _finish(store, notice, room_id=room_id, event_id=event_id, sent_at=sent_at, error=None)
     if notice.stage == MANAGER_STAGE:
         result.summaries.append((notice.announcement_id, notice.user_id))
     else:
         result.reminders.append((notice.announcement_id, notice.user_id, notice.stage))
+    return sent_at
 
 
 def _finish(store: Store, notice: PlannedNotice, *, room_id: str | None, event_id: str | None,
-            now: datetime, error: str | None) -> None:
+            sent_at: datetime | None, error: str | None) -> None:
     with store.session() as session:
         row = session.scalars(select(NoticeRow).where(
             NoticeRow.announcement_id == notice.announcement_id,
             NoticeRow.user_id == notice.user_id, NoticeRow.stage == notice.stage)).one()
         row.room_id = room_id
         row.event_id = event_id
-        row.sent_at = now if error is None else None
+        row.sent_at = sent_at
         row.error = error
 
 
 def purge_expired(store: Store, now: datetime, retention_days: int, actor: str) -> list[int]:
-    """Delete per-person rows `retention_days` after the deadline; keep the final counts."""
+    """Delete per-person rows `retention_days` after the deadline (as of `now`); keep the
+    final counts. The purge itself is recorded at the real time."""
     cutoff = now - timedelta(days=retention_days)
     purged: list[int] = []
     with store.session() as session:
@@ -229,51 +241,72 @@ def purge_expired(store: Store, now: datetime, retention_days: int, actor: str) 
                 .where(RecipientRow.announcement_id == ann.id)).one()
             ann.final_counts = {"recipients": total, "seen": seen, "acknowledged": acked,
                                 "delivered": ann.delivered_total}
-            ann.purged_at = now
+            ann.purged_at = real_now()
             session.execute(delete(RecipientRow).where(RecipientRow.announcement_id == ann.id))
             session.execute(delete(NoticeRow).where(NoticeRow.announcement_id == ann.id))
             repo.append_audit(session, actor=actor, action="announcement.purge",
-                              target=f"announcement:{ann.id}", now=now,
+                              target=f"announcement:{ann.id}", now=real_now(),
                               reason=f"retention: per-person data deleted {retention_days} "
                                      "days after the deadline",
-                              details={"recipients": total})
+                              details={"recipients": total, "due_as_of": now.isoformat()})
             purged.append(ann.id)
     return purged
 
 
+def _audit_notices(store: Store, actor: str, now: datetime,
+                   sent: dict[tuple[int, str], list[datetime]], failed: Counter[tuple[int, str]]
+                   ) -> None:
+    """One audit row per announcement and stage that went out in this tick: counts and the
+    real times of the first and last send (never who: that is per-person data with a
+    retention period, the audit log is kept forever)."""
+    with store.session() as session:
+        for announcement_id, stage in sorted(set(sent) | set(failed)):
+            times = sorted(sent.get((announcement_id, stage), []))
+            details: dict[str, Any] = {
+                "stage": stage, "sent": len(times), "failed": failed[(announcement_id, stage)],
+                "first_sent_at": times[0].isoformat() if times else None,
+                "last_sent_at": times[-1].isoformat() if times else None,
+                "due_as_of": now.isoformat()}
+            repo.append_audit(session, actor=actor, action="announcement.notices",
+                              target=f"announcement:{announcement_id}", now=real_now(),
+                              reason="manager summaries due" if stage == MANAGER_STAGE
+                              else "reminders due", details=details)
+
+
 async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: datetime,
-                    actor: str) -> TickResult:
-    """The tick's work with an open bot (the service keeps one bot open between ticks)."""
+                    actor: str, locale: CompanyLocale = UTC_ENGLISH) -> TickResult:
+    """The tick's work with an open bot (the service keeps one bot open between ticks).
+    `now` decides what is due; what is written down carries the real time."""
     result = TickResult()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
-    planned = plan_notices(store, now, config.reminder_hours)
-    if await open_direct_rooms(bot, store, {n.user_id for n in planned}, now):
+    planned = plan_notices(store, now, config, locale)
+    if await open_direct_rooms(bot, store, {n.user_id for n in planned}):
         await bot.sync()  # nio learns the new rooms once, not once per room
+    sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     for notice in planned:
-        await _send_notice(bot, store, notice, now, result)
-    if result.reminders or result.summaries or result.failed:
-        with store.session() as session:
-            repo.append_audit(session, actor=actor, action="announcement.notices",
-                              target="announcements", now=now,
-                              reason="reminders and manager summaries due",
-                              details={"reminders": len(result.reminders),
-                                       "manager_summaries": len(result.summaries),
-                                       "failed": len(result.failed)})
+        sent_at = await _send_notice(bot, store, notice, result)
+        if sent_at is not None:
+            sent[(notice.announcement_id, notice.stage)].append(sent_at)
+    failed = Counter((a, s) for a, _, s, _ in result.failed)
+    if sent or failed:
+        _audit_notices(store, actor, now, sent, failed)
     result.purged_announcements = purge_expired(store, now, config.retention_days, actor)
     return result
 
 
 async def run_tick(settings: Settings, now: datetime | None = None) -> TickResult:
-    """One tick: log the bot in, do the work, log out. `now` is injectable for tests."""
-    now = now or datetime.now(UTC)
+    """One tick: log the bot in, do the work, log out. `now` (default: the real time)
+    decides what is due; tests and catch-up runs pass another moment."""
+    now = now or real_now()
     config = load_announcement_config(settings.data_dir)
+    locale = company_locale(settings, config)
     store = open_store(settings.store_url)
     try:
         token = await ensure_service_token(settings)
         actor = current_actor()
         bot = await open_recording_bot(settings, config, token, store, actor)
         try:
-            return await tick_with(bot, store, config, now, actor)
+            return await tick_with(bot, store, config, now, actor, locale)
         finally:
             await bot.close()
     finally:

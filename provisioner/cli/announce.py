@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import select
@@ -23,25 +24,32 @@ from provisioner.announcements.compose import (
     Attachment,
     read_attachment,
 )
+from provisioner.announcements.config import load_announcement_config
+from provisioner.announcements.local_time import parse_company_time
 from provisioner.announcements.media_limits import load_media_limits
-from provisioner.announcements.report import build_report, render_csv, render_html, render_text
-from provisioner.announcements.send import announce_with_settings
+from provisioner.announcements.messages import LANGUAGES, CompanyLocale
+from provisioner.announcements.report import (
+    build_report,
+    record_report,
+    render_csv,
+    render_html,
+    render_text,
+)
+from provisioner.announcements.send import announce_with_settings, company_locale
 from provisioner.announcements.tick import TickResult, run_tick
 from provisioner.cli import data_dir_option
-from provisioner.settings import load_settings
+from provisioner.settings import Settings, load_settings
 from provisioner.store import open_store
 from provisioner.store.announcement_models import AnnouncementRow
 
 
-def _parse_when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise AnnouncementInputError(f"{option}: expected an ISO date-time like "
-                                     f"2026-12-01T12:00+01:00, got {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def _locale(settings: Settings) -> CompanyLocale:
+    return company_locale(settings, load_announcement_config(settings.data_dir))
+
+
+def _parse_when(value: str | None, option: str, tz: ZoneInfo) -> datetime | None:
+    """None stays None; without an offset the value is company time."""
+    return None if value is None else parse_company_time(value, tz, option)
 
 
 def _body(body: str | None, body_file: Path | None) -> str:
@@ -68,7 +76,8 @@ def _body(body: str | None, body_file: Path | None) -> str:
 @click.option("--attach", type=click.Path(path_type=Path), default=None,
               help="One attachment, encrypted; the media policy's size and type limits apply.")
 @click.option("--ack-by", default=None, metavar="DATETIME",
-              help="Require acknowledgement by this ISO date-time (e.g. 2026-12-01T12:00+01:00).")
+              help="Require acknowledgement by this ISO date-time; without an offset it is "
+                   "company time (directory.time_zone), e.g. 2026-12-01T12:00.")
 @click.option("--room", default=None, metavar="ROOM_ID",
               help="Post into this room (the bot must be able to post there) instead of the "
                    "org policy's read-only room or a new one.")
@@ -81,17 +90,18 @@ def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
     Everything is checked before anything is sent: unknown targets, a deadline in the past,
     an empty body or a refused attachment stop with exit code 2.
 
-    Example: hauspost announce --to department:Sales --ack-by 2026-12-01T12:00+01:00
+    Example: hauspost announce --to department:Sales --ack-by 2026-12-01T12:00
     --body-file news.md
     """
     settings = load_settings(data_dir)
     now = datetime.now(UTC)
+    deadline = _parse_when(ack_by, "--ack-by", _locale(settings).time_zone)
     attachment: Attachment | None = None
     if attach is not None:
         attachment = read_attachment(attach, load_media_limits(settings.homeserver_config))
     result = asyncio.run(announce_with_settings(
         settings, targets=targets, body=_body(body, body_file),
-        ack_by=_parse_when(ack_by, "--ack-by"), attachment=attachment, room=room,
+        ack_by=deadline, attachment=attachment, room=room,
         actor=current_actor(), now=now))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
@@ -148,24 +158,38 @@ def announcements_group(ctx: click.Context, data_dir: Path, as_json: bool) -> No
 @click.option("--csv", "as_csv", is_flag=True, help="One row per person on stdout.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
 @click.option("--html", "html_file", type=click.Path(path_type=Path), default=None,
-              help="Also write an HTML report with a chart of acknowledgements over time.")
+              help="Also write a printable HTML report (chart, per-person rows, reminders, "
+                   "SHA-256 of the CSV).")
+@click.option("--language", type=click.Choice(LANGUAGES), default=None,
+              help="Language of the HTML report (default: announcements.yaml's language).")
 @click.pass_context
 def report_command(ctx: click.Context, announcement_id: int, data_dir: Path | None,
-                   as_csv: bool, as_json: bool, html_file: Path | None) -> None:
-    """Reach of one announcement: delivered, seen %, acknowledged %, who is missing.
+                   as_csv: bool, as_json: bool, html_file: Path | None,
+                   language: str | None) -> None:
+    """Reach of one announcement as of now: delivered, seen, acknowledged, by whom and when.
 
-    Example: hauspost announcements report 12 --html reach-12.html
+    Times are company time. Writing --html, --csv or --json is audited
+    (announcement.report) with the SHA-256 of the per-person CSV.
+
+    Example: hauspost announcements report 12 --html reach-12.html --language de
     """
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
     settings = load_settings(data_dir or ctx.obj["data_dir"])
+    locale = _locale(settings)
+    language = language or locale.language
     store = open_store(settings.store_url)
     try:
-        report = build_report(store, announcement_id)
+        report = build_report(store, announcement_id, time_zone=locale.time_zone)
+        if html_file is not None:
+            html_file.write_text(render_html(report, language), encoding="utf-8")
+        formats = [name for name, wanted in (("html", html_file is not None),
+                                             ("csv", as_csv), ("json", as_json)) if wanted]
+        if formats:
+            record_report(store, report, actor=current_actor(), formats=formats,
+                          language=language)
     finally:
         store.close()
-    if html_file is not None:
-        html_file.write_text(render_html(report), encoding="utf-8")
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
     elif as_csv:
@@ -177,7 +201,8 @@ def report_command(ctx: click.Context, announcement_id: int, data_dir: Path | No
 @click.command("tick")
 @data_dir_option
 @click.option("--now", "now_text", default=None, metavar="DATETIME",
-              help="Act as if it were this moment (ISO date-time); for tests and catch-up.")
+              help="Decide what is due as if it were this moment (ISO date-time, company time "
+                   "without an offset); what is recorded keeps the real time.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 def tick_command(data_dir: Path, now_text: str | None, as_json: bool) -> None:
     """Record acknowledgements, send due reminders and manager summaries, apply retention.
@@ -187,7 +212,7 @@ def tick_command(data_dir: Path, now_text: str | None, as_json: bool) -> None:
     Example: hauspost tick -d /var/lib/hauspost
     """
     settings = load_settings(data_dir)
-    now = _parse_when(now_text, "--now") or datetime.now(UTC)
+    now = _parse_when(now_text, "--now", _locale(settings).time_zone) or datetime.now(UTC)
     result: TickResult = asyncio.run(run_tick(settings, now))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))

@@ -15,7 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +54,7 @@ from provisioner.directory.read import read_directory
 from provisioner.settings import Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
-from provisioner.store.announcement_models import AnnouncementRow, RecipientRow
+from provisioner.store.announcement_models import AnnouncementRow, NoticeRow, RecipientRow
 from provisioner.store.rooms_models import ManagedRoomRow
 from tests.harness.e2ee import E2EEError, close_all, e2ee_login, send_content
 from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, TestUser
@@ -311,7 +312,7 @@ async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
     assert sorted(u for _, u in after.summaries) == sorted(heads.values())
     inboxes = await asyncio.gather(*(_bot_dm_messages(c, bot) for c in company.clients))
     for dept, head_index in HEADS.items():
-        summaries = [b for b in inboxes[head_index] if "have not acknowledged" in b]
+        summaries = [b for b in inboxes[head_index] if "not acknowledged yet" in b]
         assert len(summaries) == 1
         listed = {line[2:] for line in summaries[0].splitlines() if line.startswith("- ")}
         assert listed == {company.names[i] for i in SILENT if DEPARTMENTS[i] == dept}
@@ -417,7 +418,9 @@ async def test_bot_keeps_its_device_and_decrypts_replies_after_a_restart(company
                          deadline=now + timedelta(hours=2), now=now)
     device_before = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
     bot = device_before["user_id"]
-    tick = await run_tick(company.settings, now + timedelta(minutes=1))
+    # Never a reminder in the first hour after sending (here also half-way to the deadline).
+    assert (await run_tick(company.settings, now + timedelta(minutes=59))).reminders == []
+    tick = await run_tick(company.settings, now + timedelta(minutes=61))
     assert [(a, u) for a, u, _ in tick.reminders] == [(result.announcement_id, person)]
     # The employee answers the reminder with an encrypted reply "ok" while no bot runs.
     # Accept the bot's DM invitation first: run alone, this test is its first contact.
@@ -542,3 +545,133 @@ async def test_announcement_to_all_goes_into_the_org_policy_s_read_only_room(
         config_file.write_text(original, encoding="utf-8")
     (event,) = await _wait_for(company.clients[7], org_room, sent["event_ids"][0])
     assert isinstance(event, RoomMessageText) and event.body == "Betriebsversammlung"
+
+
+# --- company time, language, honest audit log (issue 19) --------------------------------
+
+#: A deadline typed without an offset; in Europe/Berlin that is 11:00 UTC (winter time).
+LOCAL_DEADLINE = "2030-12-02T12:00"
+DEADLINE_DE = "Mo., 2. Dez. 2030, 12:00 MEZ"
+
+
+@contextmanager
+def _german_company(company: Company) -> Iterator[Settings]:
+    """The company in Europe/Berlin with `language: de` (announcements.yaml), restored after."""
+    config_file = company.data_dir / "hauspost.yaml"
+    announcements_file = company.data_dir / "announcements.yaml"
+    original = config_file.read_text(encoding="utf-8")
+    doc = json.loads(original)
+    doc["directory"]["time_zone"] = "Europe/Berlin"
+    config_file.write_text(json.dumps(doc), encoding="utf-8")
+    announcements_file.write_text("language: de\n", encoding="utf-8")
+    try:
+        yield load_settings(company.data_dir)
+    finally:
+        config_file.write_text(original, encoding="utf-8")
+        announcements_file.unlink()
+
+
+def _audit_rows(company: Company, **query: Any) -> list[Any]:
+    with company.store.session() as session:
+        return list(repo.query_audit(session, repo.AuditQuery(**query)))
+
+
+async def test_deadline_without_offset_is_company_time_shown_in_local_time(
+        company: Company) -> None:
+    it = [i for i, d in enumerate(DEPARTMENTS) if d == "IT"]
+    with _german_company(company):
+        proc = _cli(company, "announce", "--to", "department:IT", "--body", "# Neue Zeiterfassung",
+                    "--ack-by", LOCAL_DEADLINE, "--json")
+    assert proc.returncode == 0, proc.stderr
+    sent = json.loads(proc.stdout)
+    with company.store.session() as session:
+        row = session.get(AnnouncementRow, sent["id"])
+        assert row is not None
+        assert row.deadline == datetime(2030, 12, 2, 11, 0, tzinfo=UTC)
+    (room_id,) = sent["rooms"]
+    for i in it:
+        (event,) = await _wait_for(company.clients[i], room_id, sent["event_ids"][0])
+        assert isinstance(event, RoomMessageText)
+        assert event.body == ("# Neue Zeiterfassung\n\n"
+                              f"**Bitte bis {DEADLINE_DE} bestätigen:** reagieren Sie mit ✅ "
+                              "auf diese Nachricht.")
+        marker = event.source["content"]["de.hauspost.announcement"]
+        assert marker == {"id": sent["id"], "acknowledge_by": "2030-12-02T12:00:00+01:00"}
+    # The room name is plaintext on the server: the time, in company time, never the title.
+    name = company.clients[it[0]].rooms[room_id].name
+    assert name is not None and name.startswith("📢 Ankündigung ") and name.endswith(" MEZ")
+
+
+async def test_tick_now_keeps_real_times_and_reminds_in_german(company: Company) -> None:
+    ops = [i for i, d in enumerate(DEPARTMENTS) if d == "Ops"]   # head: 8
+    title = f"Schichtübergabe {company.server.unique('neu')}"
+    with _german_company(company):
+        proc = _cli(company, "announce", "--to", "department:Ops", "--body", f"# {title}",
+                    "--ack-by", LOCAL_DEADLINE, "--json")
+        assert proc.returncode == 0, proc.stderr
+        sent = json.loads(proc.stdout)
+        (room_id,) = sent["rooms"]
+        (event_id,) = sent["event_ids"]
+        for i in (9, 11):  # two acknowledge; 8 (the head), 10, 12 and 13 do not
+            await _wait_for(company.clients[i], room_id, event_id)
+            await send_content(company.clients[i], room_id, "m.reaction", {"m.relates_to": {
+                "rel_type": "m.annotation", "event_id": event_id, "key": "✅"}})
+
+        # One hour before the deadline, in company time, four years ahead of the real clock.
+        before = datetime.now(UTC)
+        proc = _cli(company, "tick", "--now", "2030-12-02T11:00", "--json")
+        after = datetime.now(UTC)
+        assert proc.returncode == 0, proc.stderr
+        mine = [r for r in json.loads(proc.stdout)["reminders"]
+                if r["announcement"] == sent["id"]]
+        silent = [company.user_ids[i] for i in (8, 10, 12, 13)]
+        assert sorted(r["user_id"] for r in mine) == sorted(silent)
+
+        (notices,) = _audit_rows(company, action="announcement.notices",
+                                 target=f"announcement:{sent['id']}")
+        assert before <= notices.at <= after
+        assert notices.details["stage"] == "reminder-24h"
+        assert (notices.details["sent"], notices.details["failed"]) == (4, 0)
+        assert notices.details["due_as_of"] == "2030-12-02T11:00:00+01:00"
+        first = datetime.fromisoformat(notices.details["first_sent_at"])
+        last = datetime.fromisoformat(notices.details["last_sent_at"])
+        assert before <= first <= last <= after
+        with company.store.session() as session:
+            rows = session.scalars(select(NoticeRow).where(
+                NoticeRow.announcement_id == sent["id"])).all()
+            assert len(rows) == 4
+            assert all(before <= r.claimed_at <= r.sent_at <= after for r in rows
+                       if r.sent_at is not None)
+            assert all(r.sent_at is not None for r in rows)
+        # Nothing in the whole audit log carries the pretended time.
+        assert _audit_rows(company, since=after) == []
+
+        bot = _bot_id(company)
+        reminder = (f"Erinnerung: „{title}“. Bitte bis {DEADLINE_DE} bestätigen: reagieren Sie "
+                    "mit ✅ auf die Ankündigung oder antworten Sie auf diese Nachricht mit „ok“.")
+        inboxes = await asyncio.gather(*(_bot_dm_messages(company.clients[i], bot) for i in ops))
+        for i, inbox in zip(ops, inboxes, strict=True):
+            expected = [reminder] if i in (8, 10, 12, 13) else []
+            assert [b for b in inbox if title in b] == expected, (i, inbox)
+
+        # After the deadline: the reminder at the deadline and the head's summary, in German.
+        proc = _cli(company, "tick", "--now", "2030-12-02T13:00", "--json")
+        assert proc.returncode == 0, proc.stderr
+        summaries = [s for s in json.loads(proc.stdout)["manager_summaries"]
+                     if s["announcement"] == sent["id"]]
+        assert summaries == [{"announcement": sent["id"], "user_id": company.user_ids[8]}]
+    inboxes = await asyncio.gather(*(_bot_dm_messages(company.clients[i], bot) for i in ops))
+    head = [b for b in inboxes[0] if title in b]
+    assert sorted(head) == sorted([
+        reminder,
+        f"Erinnerung: „{title}“. Die Frist ({DEADLINE_DE}) ist abgelaufen – bitte trotzdem "
+        "bestätigen: reagieren Sie mit ✅ auf die Ankündigung oder antworten Sie auf diese "
+        "Nachricht mit „ok“.",
+        f"„{title}“ (Frist {DEADLINE_DE}): 3 Personen aus Ihrem Team haben noch nicht "
+        f"bestätigt:\n- {company.names[10]}\n- {company.names[12]}\n- {company.names[13]}"])
+    summary_rows = [r for r in _audit_rows(company, action="announcement.notices",
+                                           target=f"announcement:{sent['id']}")
+                    if r.details["stage"] == "manager-summary"]
+    assert [(r.details["sent"], r.details["due_as_of"]) for r in summary_rows] == [
+        (1, "2030-12-02T13:00:00+01:00")]
+    assert summary_rows[0].at <= datetime.now(UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -16,6 +17,7 @@ from provisioner.announcements.compose import (
     validate_request,
 )
 from provisioner.announcements.media_limits import MediaLimits, limits_from_config
+from provisioner.announcements.messages import CompanyLocale
 from provisioner.errors import ConfigError
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -61,10 +63,22 @@ def test_text_content_carries_the_ack_line_and_marker() -> None:
     content = text_content(validate_request("Hallo", deadline, NOW), 7)
     assert content["msgtype"] == "m.text"
     assert content["format"] == "org.matrix.custom.html"
-    assert content["body"].startswith("Hallo\n\n**Bitte bis 2026-12-01 12:00 UTC bestätigen")
-    assert "react with ✅" in content["body"]
+    assert content["body"] == ("Hallo\n\n**Please acknowledge by Tue 1 Dec 2026, 12:00 UTC:** "
+                               "react with ✅ to this message.")
     assert content[CONTENT_KEY] == {"id": 7, "acknowledge_by": "2026-12-01T12:00:00+00:00"}
     assert text_content(validate_request("Hallo", None, NOW), 8)[CONTENT_KEY] == {"id": 8}
+
+
+def test_ack_line_in_german_company_time() -> None:
+    deadline = datetime(2026, 12, 7, 11, 0, tzinfo=UTC)
+    berlin = CompanyLocale(ZoneInfo("Europe/Berlin"), "de")
+    content = text_content(validate_request("Hallo", deadline, NOW), 7, berlin)
+    assert content["body"] == ("Hallo\n\n**Bitte bis Mo., 7. Dez. 2026, 12:00 MEZ bestätigen:** "
+                               "reagieren Sie mit ✅ auf diese Nachricht.")
+    assert "<strong>Bitte bis Mo., 7. Dez. 2026, 12:00 MEZ bestätigen:</strong>" in (
+        content["formatted_body"])
+    # The machine-readable marker keeps the exact instant.
+    assert content[CONTENT_KEY]["acknowledge_by"] == "2026-12-07T11:00:00+00:00"
 
 
 def test_attachment_over_the_limit_is_refused_without_reading_it(tmp_path: Path) -> None:
