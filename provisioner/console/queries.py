@@ -12,10 +12,15 @@ from sqlalchemy import or_, select
 from provisioner.store import Store
 from provisioner.store.models import AccountRow, AuditRow, EmployeeRow, RunRow
 
+#: Letters that are not a base letter plus accent, so NFKD leaves them alone.
+_LETTERS = str.maketrans({"ø": "o", "æ": "ae", "œ": "oe", "ł": "l", "đ": "d", "ð": "d",
+                          "þ": "th", "ı": "i"})
+
 
 def fold(text: str) -> str:
-    """Case- and accent-blind form for search: "Müller" and "muller", "Straße" and "strasse"."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """Case- and accent-blind form for search: "Müller" ~ "muller", "Straße" ~ "strasse",
+    "Ørsted" ~ "orsted", "Łukasz" ~ "lukasz"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold().translate(_LETTERS))
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

@@ -211,7 +211,7 @@ def test_search_finds_umlauts_accents_and_non_latin_names(company: Company) -> N
 
         assert names("muller") == ["Jürgen Müller"]
         assert names("MÜLLER") == ["Jürgen Müller"]
-        assert names("orsted") == [] and names("zoe") == ["Zoë Ørsted"]
+        assert names("orsted") == names("zoe") == names("ØRSTED") == ["Zoë Ørsted"]
         assert names("李") == ["李 明"]
         assert names("vertrieb ana") == ["Ana Sánchez"]
         assert company.employee_id("li") in hr.get(
