@@ -73,7 +73,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "seen_at": {"de": "Gesehen am", "en": "Seen at"},
     "acknowledged_at": {"de": "Bestätigt am", "en": "Acknowledged at"},
     "via": {"de": "Wie", "en": "Via"},
-    "via_reaction": {"de": "✅-Reaktion", "en": "✅ reaction"},
+    # Words, not the emoji: a printed report must not depend on an emoji font.
+    "via_reaction": {"de": "Reaktion", "en": "reaction"},
     "via_reply": {"de": "Antwort „ok“", "en": "reply “ok”"},
     "reminders_sent": {"de": "Erinnerungen", "en": "Reminders"},
     "yes_devices_one": {"de": "ja (1 Gerät)", "en": "yes (1 device)"},

@@ -320,7 +320,7 @@ _CSS = (
     "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#111}"
     "table{border-collapse:collapse;margin:.5em 0 1.5em}"
     "td,th{border:1px solid #bbb;padding:3px 7px;text-align:left;vertical-align:top}"
-    "th{background:#f2f2f2}td.n{text-align:right}"
+    "th{background:#f2f2f2}td.n{text-align:right}table.people{font-size:.9em}"
     "dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 1em}"
     "dl.facts dt{font-weight:bold}dl.facts dd{margin:0}"
     ".passed{color:#cf222e;font-weight:bold}"
@@ -377,7 +377,7 @@ def render_html(report: Report, language: str = "en") -> str:
         parts.append(f"<p>{t('nothing_per_person')}</p>")
     else:
         parts.extend(_departments_html(report, t))
-        parts.extend(_people_html(report, t, when))
+        parts.extend(_people_html(report, t, language))
         parts.extend(_notices_html(report, t, when))
     command = f"hauspost announcements report {report.announcement_id} --csv"
     parts.append(f"<footer><p>{t('footer_hash')}: <code id=\"csv-sha256\">"
@@ -409,8 +409,13 @@ def _departments_html(report: Report, t: _Text) -> list[str]:
             f"{missing}</ul>"]
 
 
-def _people_html(report: Report, t: _Text, when: _When) -> list[str]:
+def _people_html(report: Report, t: _Text, language: str) -> list[str]:
+    """One row per person; dates without the weekday so the table fits an A4 page."""
     e = html.escape
+
+    def when(dt: datetime | None) -> str:
+        return "" if dt is None else e(format_local(dt, report.time_zone, language,
+                                                     weekday=False))
 
     def delivered(p: PersonReach) -> str:
         if not p.delivered:
@@ -456,7 +461,8 @@ def _notices_html(report: Report, t: _Text, when: _When) -> list[str]:
     for group in sorted(by_stage.values(), key=lambda g: min(
             n.sent_at or n.claimed_at for n in g)):
         times = sorted(n.sent_at for n in group if n.sent_at is not None)
-        span = when(times[0]) if times[0] == times[-1] else f"{when(times[0])} – {when(times[-1])}"
+        first, last = when(times[0]), when(times[-1])
+        span = first if first == last else f"{first} – {last}"
         rows.append(f'<tr class="reminders"><td>{_stage(group[0], t)}</td>'
                     f"<td>{t('people_one') if len(group) == 1 else t('people_many', count=len(group))}"
                     f"</td><td>{span}</td></tr>")
