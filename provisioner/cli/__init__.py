@@ -44,6 +44,7 @@ LAZY_COMMANDS = {
     "offboard": "provisioner.cli.accounts:offboard_command",
     "audit": "provisioner.cli.accounts:audit_command",
     "rooms": "provisioner.cli.rooms:rooms_command",
+    "review": "provisioner.cli.review:review_command",
     "announce": "provisioner.cli.announce:announce_command",
     "announcements": "provisioner.cli.announce:announcements_group",
     "tick": "provisioner.cli.announce:tick_command",

@@ -7,7 +7,13 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from provisioner.console import announce_pages, people_pages, signin_pages, sync_pages
+from provisioner.console import (
+    announce_pages,
+    people_pages,
+    review_pages,
+    signin_pages,
+    sync_pages,
+)
 from provisioner.console.config import ConsoleSettings
 from provisioner.console.web import PREFIX, STATIC, Console, security_headers
 from provisioner.settings import Settings
@@ -24,5 +30,6 @@ def add_console(app: web.Application, settings: Settings, store: Store,
     people_pages.add_routes(app, console, on_queued=on_queued)
     sync_pages.add_routes(app, console)
     announce_pages.add_routes(app, console)
+    review_pages.add_routes(app, console)
     app.router.add_static(PREFIX + "/static", STATIC, show_index=False, follow_symlinks=False)
     return console

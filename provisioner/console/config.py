@@ -10,7 +10,7 @@
       login_attempts: 5             # failed sign-ins per account per 15 min
       login_attempts_per_address: 100  # per client address (an office behind one NAT)
       secure_cookies: auto          # auto: Secure when service.public_url is https://
-      trusted_proxies: [127.0.0.1, "::1"]  # whose X-Forwarded-For names the client
+      trusted_proxies: [127.0.0.1, "::1"]  # addresses/networks whose X-Forwarded-For counts
 
 Nobody without one of these roles gets in. Validated once here; unknown keys are errors.
 """
@@ -67,10 +67,10 @@ def parse_console(section: Section | None) -> ConsoleSettings | None:
     proxies = section.str_list("trusted_proxies", ["127.0.0.1", "::1"])
     for i, value in enumerate(proxies):
         try:
-            ipaddress.ip_address(value)
+            ipaddress.ip_network(value, strict=False)
         except ValueError:
             raise section.error(f"trusted_proxies[{i}]",
-                                f"expected an IP address, got {value!r}") from None
+                                f"expected an IP address or network, got {value!r}") from None
     section.done()
     if not enabled:
         return None

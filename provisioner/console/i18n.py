@@ -125,6 +125,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "mandatory": {"de": "Pflicht (Richtlinie)", "en": "Mandatory (policy)"},
     "chosen": {"de": "Selbst beigetreten", "en": "Chosen"},
     "unexplained": {"de": "Konten ohne Personaldatensatz", "en": "Accounts no employee explains"},
+    "missing_members": {"de": "Fehlt (laut Richtlinie)", "en": "Missing (policy)"},
+    "unmanaged_rooms": {"de": "Weitere Räume (von Beschäftigten angelegt)",
+                        "en": "Other rooms (made by employees)"},
     "admins": {"de": "Server-Administratoren", "en": "Server admins"},
     "forbidden": {"de": "Dafür fehlt Ihnen die Rolle.", "en": "Your role does not allow this."},
     "bad_csrf": {"de": "Das Formular ist abgelaufen. Bitte neu laden.",
@@ -153,6 +156,8 @@ def pick_language(accept_language: str | None, cookie: str | None = None) -> str
                 q = float(params.strip()[2:])
             except ValueError:
                 q = 0.0
+        if q <= 0:  # q=0: "not acceptable"; an unreadable weight counts as that too
+            continue
         if best is None or q > best[0]:
             best = (q, lang)
     return best[1] if best else DEFAULT

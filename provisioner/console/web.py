@@ -100,7 +100,7 @@ class Console:
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
         self.env.filters["local"] = self.local_time
-        self.trusted = {ipaddress.ip_address(a) for a in config.trusted_proxies}
+        self.trusted = [ipaddress.ip_network(a, strict=False) for a in config.trusted_proxies]
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -112,7 +112,8 @@ class Console:
     def client_address(self, request: web.Request) -> str:
         peer = request.remote or "?"
         try:
-            trusted = ipaddress.ip_address(peer) in self.trusted
+            address = ipaddress.ip_address(peer)
+            trusted = any(address in network for network in self.trusted)
         except ValueError:
             trusted = False
         forwarded = request.headers.get("X-Forwarded-For", "")
