@@ -22,7 +22,9 @@ from provisioner.announcements.report import (
     UnknownAnnouncementError,
     ack_chart_svg,
     build_report,
+    record_report,
     render_csv,
+    render_html,
 )
 from provisioner.announcements.send import announce_with_settings
 from provisioner.announcements.targets import TargetError
@@ -109,7 +111,8 @@ def add_routes(app: web.Application, console: Console) -> None:
 
     def report_of(ctx: Ctx) -> Report | None:
         try:
-            return build_report(console.store, int(ctx.request.match_info["id"]))
+            return build_report(console.store, int(ctx.request.match_info["id"]),
+                                time_zone=console.time_zone)
         except (ValueError, UnknownAnnouncementError):
             return None
 
@@ -119,19 +122,36 @@ def add_routes(app: web.Application, console: Console) -> None:
         if report is None:
             return console.refuse(ctx, 404, "not_found")
         return console.render(ctx, "reach.html", r=report,
-                              chart=Markup(ack_chart_svg(report)))  # noqa: S704 - built escaped
+                              chart=Markup(ack_chart_svg(report, ctx.lang)))  # noqa: S704
 
     @console.guard("comms", "auditor")
     async def reach_csv(ctx: Ctx) -> web.StreamResponse:
         report = report_of(ctx)
         if report is None:
             return console.refuse(ctx, 404, "not_found")
+        # A copy handed out is checkable later: its SHA-256 goes into the audit log.
+        record_report(console.store, report, actor=ctx.actor, formats=["csv"], language=ctx.lang)
         return web.Response(
             text=render_csv(report), content_type="text/csv", charset="utf-8",
             headers={"Content-Disposition":
                      f'attachment; filename="announcement-{ctx.request.match_info["id"]}.csv"'})
 
+    @console.guard("comms", "auditor")
+    async def printable(ctx: Ctx) -> web.StreamResponse:
+        report = report_of(ctx)
+        if report is None:
+            return console.refuse(ctx, 404, "not_found")
+        record_report(console.store, report, actor=ctx.actor, formats=["html"],
+                      language=ctx.lang)
+        response = web.Response(text=render_html(report, ctx.lang), content_type="text/html",
+                                charset="utf-8")
+        # The proof document carries its own (print) styles inline and loads nothing.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+        return response
+
     app.router.add_get(PREFIX + "/announcements", index)
+    app.router.add_get(PREFIX + "/announcements/{id:\\d+}/report", printable)
     app.router.add_post(PREFIX + "/announcements", send)
     app.router.add_get(PREFIX + "/announcements/{id:\\d+}", reach)
     app.router.add_get(PREFIX + "/announcements/{id:\\d+}.csv", reach_csv)

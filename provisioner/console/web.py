@@ -211,5 +211,6 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
             exc.headers.update(SECURITY_HEADERS)
         raise
     if request.path.startswith(PREFIX):
-        response.headers.update(SECURITY_HEADERS)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)  # a page may set a stricter CSP
     return response

@@ -13,6 +13,7 @@ import pytest
 from tests.harness.slapd_server import SlapdServer
 from tests.harness.synapse_server import SynapseServer
 from tests.integration.console_env import Company, console_company, csrf_of
+from tests.integration.service_env import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -253,3 +254,36 @@ def test_an_offboarded_admin_is_out_of_the_console_at_once(company: Company) -> 
     assert company.env.account(company.mxid("it2"))["deactivated"] is True
     (row,) = company.env.audit(action="account.offboard", target=company.mxid("it2"))
     assert row.actor == f"console:{company.mxid('hr')}" and row.reason == "Vertrag beendet"
+
+
+def test_hr_rehires_a_person_offboarded_by_mistake(company: Company) -> None:
+    target = company.employee_id("li")
+    hr, _ = company.sign_in("hr")
+    with closing(hr):
+        page = hr.get(f"/console/people/{target}?confirm=offboard")
+        hr.post(f"/console/people/{target}/offboard", data={
+            "csrf": csrf_of(page.text), "reason": "Verwechslung", "confirm": "yes"})
+        assert company.env.account(company.mxid("li"))["deactivated"] is True
+        page = hr.get(f"/console/people/{target}")
+        assert 'id="rehire"' in page.text and "offboarded by hand" in page.text
+        done = hr.post(f"/console/people/{target}/rehire", data={
+            "csrf": csrf_of(page.text), "reason": "Offboarding war ein Versehen"})
+        assert done.status_code == 303
+        flash = hr.get(done.headers["Location"]).text
+        assert re.search(r"Hold lifted; job \d+ reactivates the account\.", flash)
+        wait_for(lambda: not company.env.account(company.mxid("li"))["deactivated"],
+                 timeout=60, what="the reconcile job to reactivate the account")
+        # A second rehire has nothing to lift.
+        page = hr.get(f"/console/people/{target}")
+        assert 'id="rehire"' not in page.text
+        again = hr.post(f"/console/people/{target}/rehire", data={"csrf": csrf_of(page.text)})
+        assert "is not held by an offboarding" in hr.get(again.headers["Location"]).text
+    li = company.mxid("li")
+    # The worker writes its audit row right after Synapse confirmed the reactivation.
+    (reactivated,) = wait_for(lambda: company.env.audit(target=li, action="account.reactivate"),
+                              timeout=30, what="the reactivation's audit row")
+    assert reactivated.actor == f"console:{company.mxid('hr')}"  # the job keeps its actor
+    rows = [(r.actor, r.action) for r in company.env.audit(target=li)]
+    hr_actor = f"console:{company.mxid('hr')}"
+    assert (hr_actor, "account.offboard") in rows and (hr_actor, "account.rehire") in rows
+    assert company.env.login(li).status_code == 200

@@ -147,12 +147,17 @@ async def test_comms_announces_to_a_department_and_sees_exact_acknowledgements(
             await page.screenshot(path=str(shots / "console-reach.png"), full_page=True)
             csv_link = await page.get_attribute("#csv", "href")
             assert csv_link == f"/console/announcements/{announcement_id}.csv"
+            # The printable proof opens in the same browser, in its language, and is audited.
+            await page.click("#printable")
+            await page.wait_for_load_state()
+            assert "Ana Sánchez" in await page.inner_text("body")
         assert outside == []
     finally:
         await close_all(*clients)
-    rows = company.env.audit(action="announcement.send",
-                             target=f"announcement:{announcement_id}")
-    assert [r.actor for r in rows] == [f"console:{company.mxid('comms')}"]
+    comms = f"console:{company.mxid('comms')}"
+    rows = company.env.audit(target=f"announcement:{announcement_id}")
+    assert [(r.actor, r.action) for r in rows if r.actor == comms] == [
+        (comms, "announcement.send"), (comms, "announcement.report")]
 
 
 async def test_it_reviews_the_pending_plan_and_applies_it(company: Company,
