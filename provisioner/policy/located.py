@@ -22,9 +22,11 @@ class PolicyError(ConfigError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = tuple(problems)
-        head = "invalid room policy" if len(problems) == 1 else \
-            f"invalid room policy ({len(problems)} problems)"
-        super().__init__(head + ":\n  " + "\n  ".join(problems))
+        if len(problems) == 1:  # one problem, one line
+            super().__init__(f"invalid room policy: {problems[0]}")
+            return
+        super().__init__(f"invalid room policy ({len(problems)} problems):\n  "
+                         + "\n  ".join(problems))
 
 
 def key_path(path: Path) -> str:

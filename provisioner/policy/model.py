@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from provisioner.policy.rules import Everyone, Rule
 
@@ -52,7 +53,44 @@ class RoomPolicy:
 
 
 @dataclass(frozen=True)
+class Lifetime:
+    """A retention period: as written in the policy, and in milliseconds."""
+
+    text: str
+    ms: int
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long messages are kept (Synapse's message retention, `m.room.retention`)."""
+
+    #: Every room without an override: rooms people make themselves (direct chats, group
+    #: chats) too, through Synapse's default policy.
+    default: Lifetime
+    #: Policy room key -> lifetime; a `for_each` key covers each of its rooms.
+    rooms: Mapping[str, Lifetime] = field(default_factory=dict)
+    #: Files nobody downloaded for this long are deleted (Synapse's local_media_lifetime).
+    media: Lifetime | None = None
+    #: "file:line" of the section, for messages.
+    source: str = ""
+
+    def for_room(self, key: str) -> Lifetime:
+        """The lifetime of a managed room by its key (`project/projekt-apollo` -> `project`)."""
+        return self.rooms.get(key.split("/", 1)[0], self.default)
+
+    @property
+    def shortest(self) -> Lifetime:
+        return min([self.default, *self.rooms.values()], key=lambda life: life.ms)
+
+    @property
+    def longest(self) -> Lifetime:
+        return max([self.default, *self.rooms.values()], key=lambda life: life.ms)
+
+
+@dataclass(frozen=True)
 class PolicySet:
     spaces: tuple[SpacePolicy, ...]
     rooms: tuple[RoomPolicy, ...]
     files: tuple[str, ...] = ()
+    #: None: no `retention:` section, messages are kept until someone deletes them.
+    retention: RetentionPolicy | None = None

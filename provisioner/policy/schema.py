@@ -7,12 +7,15 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from provisioner.duration import EXPECTED, duration_ms
 from provisioner.policy.located import Located, Path, PolicyError
 from provisioner.policy.model import (
     FOR_EACH,
     HISTORY_VISIBILITY,
     ON_REMOVED,
+    Lifetime,
     PolicySet,
+    RetentionPolicy,
     RoomPolicy,
     SpacePolicy,
 )
@@ -36,6 +39,8 @@ SPACE_KEYS = ("key", "name", "topic", "avatar", "parent")
 ROOM_KEYS = ("key", "name", "topic", "avatar", "space", "members", "for_each", "match",
              "mandatory", "read_only", "roles", "history_visibility", "on_removed")
 ROLE_KEYS = ("moderator", "poster")
+RETENTION_KEYS = ("default", "media", "rooms")
+TOP_KEYS = ("spaces", "rooms", "retention")
 
 
 class _ItemError(Exception):
@@ -221,20 +226,85 @@ class _Reader:
             source=f"{self.doc.file}:{self.doc.line(path)}")
 
 
+    def lifetime(self, value: Any, path: Path) -> Lifetime:
+        ms = duration_ms(value)
+        if ms is None:
+            raise self.fail(path, f"expected {EXPECTED}, got {_type_name(value)} {value!r}")
+        return Lifetime(str(value), ms)
+
+    def retention(self, raw: Any, path: Path) -> RetentionPolicy | None:
+        """The `retention:` section; every bad value is reported, then None."""
+        data = self.mapping(raw, path, RETENTION_KEYS)
+        if data.get("default") is None:
+            raise self.fail(path, "default: is required (how long messages are kept in "
+                                  "every room without an override, e.g. 1y)")
+        rooms = data.get("rooms")
+        if rooms is not None and not isinstance(rooms, dict):
+            raise self.fail(path + ("rooms",), f"expected a mapping of room key to duration, "
+                                               f"got {_type_name(rooms)}")
+        wanted: list[tuple[str, Any, Path]] = [("default", data["default"], path + ("default",))]
+        if data.get("media") is not None:
+            wanted.append(("media", data["media"], path + ("media",)))
+        wanted += [(f"rooms/{key}", value, path + ("rooms", key))
+                   for key, value in (rooms or {}).items()]
+        found: dict[str, Lifetime] = {}
+        for name, value, where in wanted:
+            try:
+                found[name] = self.lifetime(value, where)
+            except _ItemError as exc:
+                self.problems.append(str(exc))
+        if len(found) != len(wanted):
+            return None
+        return RetentionPolicy(
+            default=found["default"], media=found.get("media"),
+            rooms={k.removeprefix("rooms/"): v for k, v in found.items()
+                   if k.startswith("rooms/")},
+            source=f"{self.doc.file}:{self.doc.line(path)}")
+
+
+def _check_retention(retention: RetentionPolicy, doc: Located, rooms: list[RoomPolicy],
+                     spaces: list[SpacePolicy]) -> list[str]:
+    room_keys = {r.key for r in rooms}
+    space_keys = {s.key for s in spaces}
+    problems = []
+    for key in retention.rooms:
+        if key in room_keys:
+            continue
+        why = ("is a space: spaces hold no messages" if key in space_keys
+               else f"no room with key {key!r}")
+        problems.append(doc.problem(("retention", "rooms", key), why))
+    return problems
+
+
 def parse_documents(docs: list[Located]) -> PolicySet:
     """Validate every document; raise PolicyError listing every problem found."""
     problems: list[str] = []
     spaces: list[SpacePolicy] = []
     rooms: list[RoomPolicy] = []
+    retention: tuple[RetentionPolicy, Located] | None = None
     for doc in docs:
         reader = _Reader(doc, problems)
         try:
-            top = reader.mapping(doc.data, (), ("spaces", "rooms"))
+            top = reader.mapping(doc.data, (), TOP_KEYS)
         except _ItemError as exc:
             problems.append(str(exc))
             continue
         spaces += reader.each(top.get("spaces"), ("spaces",), reader.space)
         rooms += reader.each(top.get("rooms"), ("rooms",), reader.room)
+        if "retention" not in top:
+            continue
+        if retention is not None:
+            problems.append(doc.problem(("retention",), f"a second retention section (the "
+                                                        f"first is at {retention[0].source}); "
+                                                        "the policy has one"))
+            continue
+        try:
+            section = reader.retention(top["retention"], ("retention",))
+        except _ItemError as exc:
+            problems.append(str(exc))
+            continue
+        if section is not None:
+            retention = (section, doc)
 
     seen: dict[str, str] = {}
     items: list[SpacePolicy | RoomPolicy] = [*spaces, *rooms]
@@ -260,7 +330,10 @@ def parse_documents(docs: list[Located]) -> PolicySet:
                 break
             chain.append(current)
             current = space_keys[current].parent
+    if retention is not None:
+        problems += _check_retention(retention[0], retention[1], rooms, spaces)
     if problems:
         raise PolicyError(problems)
     return PolicySet(spaces=tuple(spaces), rooms=tuple(rooms),
-                     files=tuple(d.file for d in docs))
+                     files=tuple(d.file for d in docs),
+                     retention=retention[0] if retention is not None else None)

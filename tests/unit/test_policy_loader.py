@@ -49,7 +49,7 @@ def test_unknown_key_names_file_line_and_key() -> None:
 
 def test_unknown_top_level_key() -> None:
     assert problems("spaces: []\nroom:\n  - key: a\n") == (
-        "p.yaml:2: room: unknown key (expected one of: spaces, rooms)",)
+        "p.yaml:2: room: unknown key (expected one of: spaces, rooms, retention)",)
 
 
 def test_wrong_type() -> None:
