@@ -25,6 +25,7 @@ from provisioner.errors import HauspostError
 from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.rooms.plan import (
     MARKER,
+    RETENTION,
     AddMember,
     AddSpaceChild,
     ArchiveRoom,
@@ -94,6 +95,9 @@ def create_body(action: CreateRoom, *, parent_room_id: str | None,
     if action.avatar:
         initial_state.append({"type": "m.room.avatar", "state_key": "",
                               "content": {"url": action.avatar}})
+    if action.retention:  # no message is ever older than the policy allows
+        initial_state.append({"type": RETENTION, "state_key": "",
+                              "content": dict(action.retention)})
     if parent_room_id is not None:
         initial_state.append({"type": "m.space.parent", "state_key": parent_room_id,
                               "content": {"via": [server_name], "canonical": True}})

@@ -5,8 +5,9 @@ No I/O. Rules (docs/org-rooms.md explains each):
   renaming a room in the policy renames it in Matrix and never creates a second room.
 - `for_each: department|location|group` gives one room per distinct value among active
   employees (key `<key>/<value>`); a value nobody has any more removes that room.
-- Name, topic, avatar, history visibility, power levels and the managed marker are kept
-  as declared: a change made outside the policy is reverted (old and new value audited).
+- Name, topic, avatar, history visibility, power levels, the managed marker and (with a
+  `retention:` section) the room's `m.room.retention` are kept as declared: a change made
+  outside the policy is reverted (old and new value audited).
 - Members: exactly the active employees the rule matches. Everyone is joined by the
   service account (no invite to accept). In a non-mandatory room somebody who left on
   their own is not added again (a leave by their deactivation before a rehire does not
@@ -29,11 +30,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from provisioner.duration import describe_ms
 from provisioner.employee import Employee
 from provisioner.policy.model import PolicySet, RoomPolicy, SpacePolicy
 from provisioner.policy.rules import attribute_values, employee_values
 
 MARKER = "de.hauspost.managed"
+RETENTION = "m.room.retention"
 
 MODERATOR_LEVEL = 50
 POSTER_LEVEL = 10
@@ -83,6 +86,8 @@ class RoomState:
     members: Mapping[str, Membership] = field(default_factory=dict)
     #: Room IDs this space lists as children (non-empty m.space.child content).
     children: frozenset[str] = frozenset()
+    #: m.room.retention content ({} when the room has none).
+    retention: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,17 @@ class DesiredRoom:
     history_visibility: str
     on_removed: str
     rule: str
+    #: max_lifetime (ms) from the policy's retention section; None: no section.
+    retention_ms: int | None = None
 
     @property
     def marker(self) -> dict[str, Any]:
         return {"policy_key": self.key, "mandatory": self.mandatory}
+
+    @property
+    def retention(self) -> dict[str, Any]:
+        """The m.room.retention content; {} (none) without a retention section."""
+        return {} if self.retention_ms is None else {"max_lifetime": self.retention_ms}
 
 
 def power_levels(*, moderators: Iterable[str] = (), posters: Iterable[str] = (),
@@ -223,7 +235,8 @@ def expand(policy: PolicySet, members: Sequence[Member], service_user_id: str,
                                           posters=posters - {service_user_id},
                                           read_only=room.read_only),
                 history_visibility=room.history_visibility, on_removed=room.on_removed,
-                rule=rule))
+                rule=rule, retention_ms=(policy.retention.for_room(room.key).ms
+                                         if policy.retention is not None else None)))
     spaces = _expand_spaces(policy.spaces, rooms, bot)
     return spaces + rooms
 
@@ -291,11 +304,16 @@ class CreateRoom(RoomAction):
     history_visibility: str
     marker: Mapping[str, Any]
     on_removed: str
+    #: m.room.retention content, {} for none.
+    retention: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         where = f" in space {self.parent}" if self.parent else ""
         what = "space" if self.is_space else "room"
-        return f"create {what} {self.key} {self.name!r}{where} (encrypted, invite only)"
+        kept = (f", messages kept {describe_lifetime(self.retention)}" if self.retention
+                else "")
+        return (f"create {what} {self.key} {self.name!r}{where} (encrypted, invite only"
+                f"{kept})")
 
 
 @dataclass(frozen=True)
@@ -353,6 +371,26 @@ class SetPowerLevels(SetRoomState):
 class SetMarker(SetRoomState):
     kind: ClassVar[str] = "set_marker"
     event_type: ClassVar[str] = MARKER
+
+
+def describe_lifetime(content: Any) -> str:
+    """An m.room.retention content in words: {"max_lifetime": 63072000000} -> '2y'."""
+    lifetime = content.get("max_lifetime") if isinstance(content, Mapping) else None
+    if isinstance(lifetime, int) and not isinstance(lifetime, bool) and lifetime > 0:
+        return describe_ms(lifetime)
+    return "none" if not content else repr(dict(content))
+
+
+@dataclass(frozen=True)
+class SetRetention(SetRoomState):
+    """m.room.retention: Synapse hides and, on its purge schedule, deletes older messages."""
+
+    kind: ClassVar[str] = "set_retention"
+    event_type: ClassVar[str] = RETENTION
+
+    def describe(self) -> str:
+        return (f"set retention of {self.key}: {describe_lifetime(self.old)} -> "
+                f"{describe_lifetime(self.new)}")
 
 
 @dataclass(frozen=True)
@@ -421,6 +459,7 @@ class ReleaseRoom(RoomAction):
 
 ROOM_ACTION_KINDS = ("create_space", "create_room", "set_name", "set_topic", "set_avatar",
                      "set_history_visibility", "set_power_levels", "set_marker",
+                     "set_retention",
                      "add_space_child", "remove_space_child", "add_member", "remove_member",
                      "archive_room", "release_room")
 
@@ -447,6 +486,8 @@ class RoomPlan:
     notes: tuple[str, ...] = ()
     #: Desired member count per key (for `hauspost rooms`).
     desired_members: Mapping[str, int] = field(default_factory=dict)
+    #: Desired m.room.retention content per room key (for `hauspost rooms`).
+    desired_retention: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     withheld_removals: int = 0
 
     @property
@@ -481,6 +522,9 @@ def _state_actions(want: DesiredRoom, have: RoomState) -> list[RoomAction]:
         out.append(SetPowerLevels(want.key, dict(have.power_levels), dict(want.power_levels)))
     if dict(have.marker) != want.marker:
         out.append(SetMarker(want.key, dict(have.marker), want.marker))
+    # Spaces hold no messages; their retention is not the policy's business.
+    if want.kind == "room" and dict(have.retention) != want.retention:
+        out.append(SetRetention(want.key, dict(have.retention), want.retention))
     return out
 
 
@@ -512,7 +556,8 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
             action = CreateSpace if want.kind == "space" else CreateRoom
             creates.append(action(want.key, want.name, want.topic, want.avatar, want.parent,
                                   want.power_levels, want.history_visibility, want.marker,
-                                  want.on_removed))
+                                  want.on_removed,
+                                  want.retention if want.kind == "room" else {}))
             have = RoomState()
             new = True
         else:
@@ -600,4 +645,5 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
     return RoomPlan(actions=tuple(creates + settings + children + adds + removes + archives),
                     problems=tuple(problems), notes=tuple(notes),
                     desired_members={d.key: len(d.members) for d in desired},
+                    desired_retention={d.key: d.retention for d in desired if d.kind == "room"},
                     withheld_removals=withheld)

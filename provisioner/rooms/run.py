@@ -42,6 +42,7 @@ from provisioner.policy import PolicySet, load_policies
 from provisioner.rooms.apply import RoomApplyResult, RoomFailure, apply_room_plan
 from provisioner.rooms.plan import (
     MARKER,
+    RETENTION,
     AddMember,
     ManagedRoom,
     Member,
@@ -131,6 +132,8 @@ def state_from_events(events: Iterable[Mapping[str, Any]]) -> RoomState:
             fields["power_levels"] = dict(content)
         elif kind == MARKER:
             fields["marker"] = dict(content)
+        elif kind == RETENTION:
+            fields["retention"] = dict(content)
     return RoomState(members=members, children=frozenset(children), **fields)
 
 

@@ -386,7 +386,7 @@ def test_plan_json_is_serialisable_and_counts_exactly() -> None:
         "avatar": None, "parent": None, "power_levels": power_levels(space=True),
         "history_visibility": "shared", "marker": {"policy_key": "company",
                                                    "mandatory": False},
-        "on_removed": "archive"}
+        "on_removed": "archive", "retention": {}}
 
 
 def test_spaces_are_signposts_nobody_posts_in() -> None:
