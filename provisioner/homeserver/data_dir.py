@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from provisioner.directory.config import default_source_options
+from provisioner.duration import duration_ms
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.homeserver.homeserver_yaml import (
     HomeserverOptions,
@@ -37,9 +37,11 @@ from provisioner.homeserver.workers import (
     plan_layout,
     render_layout,
 )
+from provisioner.policy import load_policies
+from provisioner.policy.model import RetentionPolicy
 from provisioner.private_files import write_private
 from provisioner.servername import validate_server_name
-from provisioner.settings import SETTINGS_FILE, LdapSettings, parse_settings
+from provisioner.settings import SETTINGS_FILE, LdapSettings, Settings, parse_settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class InitRequest:
     public_baseurl: str | None = None
     database_url: str | None = None
     behind_proxy: bool = False
-    media_lifetime: str = "365d"
+    media_lifetime: str = "365d"  # DEFAULT_MEDIA_LIFETIME; the policy's retention.media decides
     service_localpart: str = "hauspost"
     ldap: LdapSettings | None = None
     #: Further hauspost.yaml sections (the demo's directory, sync and policies).
@@ -185,14 +187,33 @@ def _existing_settings(path: Path) -> object:
                           file=str(path)) from None
 
 
-_DURATION = re.compile(r"^[1-9][0-9]*(ms|s|m|h|d|w|y)$")
+DEFAULT_MEDIA_LIFETIME = "365d"
+
+
+def policy_retention(settings: Settings) -> RetentionPolicy | None:
+    """The room policy's retention section, when hauspost.yaml names a policy directory.
+    Raises PolicyError (exit code 3): init writes nothing from a policy it cannot read."""
+    if settings.policies is None:
+        return None
+    return load_policies(settings.policies).retention
+
+
+def media_lifetime(requested: str, retention: RetentionPolicy | None) -> str:
+    """The policy's `retention.media` decides; `--media-lifetime` applies without one."""
+    if retention is None or retention.media is None:
+        return requested
+    if requested not in (DEFAULT_MEDIA_LIFETIME, retention.media.text):
+        raise ConfigError(f"{requested} contradicts the room policy's retention.media "
+                          f"({retention.media.text}, {retention.source}), which decides: "
+                          "leave the option out", key="--media-lifetime")
+    return retention.media.text
 
 
 def init_data_dir(req: InitRequest) -> InitResult:
     problem = validate_server_name(req.server_name)
     if problem:
         raise ConfigError(problem, key="--server-name")
-    if not _DURATION.match(req.media_lifetime):
+    if duration_ms(req.media_lifetime) is None:
         raise ConfigError(f"expected a duration such as 90d or 1y, got {req.media_lifetime!r}",
                           key="--media-lifetime")
     if req.ldap is not None and req.ldap.bind_password_file is not None:
@@ -202,24 +223,9 @@ def init_data_dir(req: InitRequest) -> InitResult:
                 key="--ldap-bind-password-file",
             )
     data_dir = req.data_dir.resolve()
-    _check_writable(data_dir)
     req = InitRequest(**{**req.__dict__, "data_dir": data_dir})
-    keys = data_dir / "keys"
-    keys.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(keys, 0o700)
-    (data_dir / "media_store").mkdir(exist_ok=True)
-
-    written: list[Path] = []
-    kept: list[Path] = []
-    _ensure_secret(keys / "signing.key", _signing_key(), written, kept)
-    for name in SECRET_FILES:
-        _ensure_secret(keys / name, secrets.token_urlsafe(48) + "\n", written, kept)
-
+    # Everything is validated before the first write: a mistake changes nothing.
     layout = worker_layout(req)
-    if layout is not None:
-        _ensure_secret(keys / REPLICATION_SECRET_FILE, secrets.token_urlsafe(48) + "\n",
-                       written, kept)
-
     service_user_id = f"@{req.service_localpart}:{req.server_name}"
     opts = HomeserverOptions(
         server_name=req.server_name,
@@ -242,11 +248,28 @@ def init_data_dir(req: InitRequest) -> InitResult:
     # Validate what we are about to write with the same parser every command uses; the
     # login module is rendered from the result, so login and sync read one definition.
     settings = parse_settings(yaml.safe_load(settings_text), settings_path)
+    retention = policy_retention(settings)
     opts = dataclasses.replace(
-        opts, modules=default_modules(req.server_name, service_user_id, settings.ldap))
-
+        opts, modules=default_modules(req.server_name, service_user_id, settings.ldap),
+        retention=retention, media_lifetime=media_lifetime(req.media_lifetime, retention))
     if layout is not None:
         opts = dataclasses.replace(opts, modules=pin_singleton_jobs(opts.modules, layout))
+
+    _check_writable(data_dir)
+    keys = data_dir / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(keys, 0o700)
+    (data_dir / "media_store").mkdir(exist_ok=True)
+
+    written: list[Path] = []
+    kept: list[Path] = []
+    _ensure_secret(keys / "signing.key", _signing_key(), written, kept)
+    for name in SECRET_FILES:
+        _ensure_secret(keys / name, secrets.token_urlsafe(48) + "\n", written, kept)
+    if layout is not None:
+        _ensure_secret(keys / REPLICATION_SECRET_FILE, secrets.token_urlsafe(48) + "\n",
+                       written, kept)
+
     homeserver_yaml = render_homeserver_yaml(opts)
     if layout is not None:
         rendered = render_layout(layout, data_dir)

@@ -16,6 +16,11 @@ import yaml
 
 from provisioner.errors import ConfigError
 from provisioner.homeserver.module_configs import ModuleEntry
+from provisioner.policy.model import RetentionPolicy
+
+#: Purge jobs: rooms kept at most this long are purged hourly, the others daily (a message
+#: outlives its room's lifetime by at most one interval).
+SHORT_LIFETIMES = "3d"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class HomeserverOptions:
     max_upload_size: str = "50M"
     media_lifetime: str = "365d"  # delete local files this long after their last download
     modules: list[ModuleEntry] = field(default_factory=list)
+    #: The room policy's retention section; None: messages are kept.
+    retention: RetentionPolicy | None = None
 
     @property
     def baseurl(self) -> str:
@@ -82,6 +89,29 @@ def database_section(url: str | None, data_dir: Path) -> str:
         "  name: psycopg2  # the database must use C collation (Synapse refuses others)\n"
         "  args:\n" + lines
     )
+
+
+def retention_section(retention: RetentionPolicy | None) -> str:
+    """Synapse's message retention from the room policy (policies/README.md, Retention)."""
+    head = "# --- Message retention: from the room policy's `retention:` section. ---\n"
+    if retention is None:
+        return (head + "retention:\n"
+                "  enabled: false  # the policy has no retention section: messages are kept\n")
+    return head + f"""\
+retention:
+  enabled: true  # older messages are hidden from everyone, then purged from the database
+  default_policy:  # every room without its own m.room.retention: direct and group chats too
+    max_lifetime: {y(retention.default.text)}
+  # Managed rooms carry m.room.retention from the policy (set and kept by `hauspost sync`);
+  # a lifetime set by hand in any other room is held inside the policy's range when purged.
+  allowed_lifetime_min: {y(retention.shortest.text)}
+  allowed_lifetime_max: {y(retention.longest.text)}
+  purge_jobs:  # Synapse runs these on the main process only (also with workers)
+    - longest_max_lifetime: {y(SHORT_LIFETIMES)}
+      interval: 1h
+    - shortest_max_lifetime: {y(SHORT_LIFETIMES)}
+      interval: 1d
+"""
 
 
 def modules_section(modules: list[ModuleEntry]) -> str:
@@ -172,6 +202,7 @@ media_retention:
   remote_media_lifetime: 1d  # defence in depth: never keep remote media
   local_media_lifetime: {y(opts.media_lifetime)}  # files nobody opened for this long are deleted
 
+{retention_section(opts.retention)}
 # --- Push: notifications reveal nothing to Google / Apple. ---
 push:
   include_content: false  # only "you have a message", never its text
