@@ -5,8 +5,12 @@
   have no device and can't upload E2EE keys, so the bot logs in with that password once.
 * Device id and access token are kept in `keys/bot_device.json` (0600); every later run
   restores that login over the persistent crypto store `<data dir>/bot-store` (0700,
-  pickled with the key in `keys/bot_store_key`). If the token was revoked, the bot logs in
-  again *with the same device id*, so Synapse keeps the device and its keys.
+  pickled with the key in `keys/bot_store_key`). Only if Synapse says the token was revoked
+  does the bot log in again, *with the same device id*, so Synapse keeps the device and its
+  keys; any other failure stops the command (a login per command would hit Synapse's login
+  limit of the address).
+* The account is exempt from Synapse's per-user rate limits (checked at every start, one
+  GET; set where missing), so reminders to hundreds of people are never throttled.
 * Room keys are shared with every member's devices with `ignore_unverified_devices=True`:
   nobody verifies a bot's counterparts by emoji, and an announcement that silently skips
   unverified devices (most employees' phones) would not reach people. The devices are
@@ -23,7 +27,6 @@ import json
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +42,12 @@ from nio import (
     RoomSendResponse,
     ShareGroupSessionResponse,
     SyncResponse,
+    ToDeviceMessage,
+    ToDeviceResponse,
     UploadResponse,
     WhoamiResponse,
 )
+from nio.crypto import Olm, OutboundGroupSession
 
 # Re-exported: the account helpers live without nio for the room sync's sake.
 from provisioner.accounts.bot_account import PASSWORD_FILE as PASSWORD_FILE
@@ -50,6 +56,7 @@ from provisioner.accounts.bot_account import _secret as _secret
 from provisioner.accounts.bot_account import ensure_bot_account as ensure_bot_account
 from provisioner.announcements.config import AnnouncementConfig
 from provisioner.errors import HauspostError
+from provisioner.homeserver.service_account import exempt_user
 from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.private_files import write_private
 from provisioner.settings import Settings
@@ -112,6 +119,7 @@ class Bot:
         #: What this start changed about the bot's account (for the audit log), or None.
         self.account_change: str | None = None
         self._full_state_done = False
+        self._sync_lock = asyncio.Lock()  # concurrent senders may each find a room unknown
 
     @property
     def user_id(self) -> str:
@@ -135,14 +143,20 @@ class Bot:
     async def sync(self, timeout_ms: int = 0) -> SyncResponse:
         """One sync; the first one after start-up asks for full room state, because nio
         keeps room state only in memory and a restored login would not know its rooms."""
-        resp = await self.client.sync(timeout=timeout_ms, sync_filter=sync_filter(),
-                                      full_state=not self._full_state_done)
-        if not isinstance(resp, SyncResponse):
-            raise BotError(f"the bot's sync failed: {resp}")
-        self._full_state_done = True
-        if self.on_sync is not None:
-            await self.on_sync(self, resp)
-        return resp
+        async with self._sync_lock:
+            resp = await self.client.sync(timeout=timeout_ms, sync_filter=sync_filter(),
+                                          full_state=not self._full_state_done)
+            if not isinstance(resp, SyncResponse):
+                raise BotError(f"the bot's sync failed: {resp}")
+            self._full_state_done = True
+            if self.on_sync is not None:
+                await self.on_sync(self, resp)
+            return resp
+
+    async def query_device_keys(self) -> None:
+        """Fetch the device lists nio marked as changed (no-op when none did)."""
+        if self.client.should_query_keys:
+            await self.client.keys_query()
 
     # --- rooms ---------------------------------------------------------------------
 
@@ -176,8 +190,11 @@ class Bot:
                          concurrency: int = 8) -> list[str]:
         """Make `user_ids` members through the admin API (no invitation to accept).
 
-        The provisioner's service account must be in the room for invite-only rooms; the
-        bot invites it first. Returns the users that could not be joined (logged).
+        The admin API joins people only into rooms the service account is in; if it is not,
+        the bot invites it for the joins and it leaves again afterwards, so a room of the
+        bot's own holds exactly the people it is for and the bot (its power level stays, so
+        the bot can bring it back to manage the room). Returns the users that could not be
+        joined (logged).
         """
         service = self.settings.service_user_id
         async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
@@ -187,7 +204,8 @@ class Bot:
             missing = [u for u in user_ids if u not in members]
             if not missing:
                 return []
-            if service not in members:
+            brought_in = service not in members
+            if brought_in:
                 await self.client.room_invite(room_id, service)
                 await admin.request("POST", f"/_matrix/client/v3/join/{quote(room_id)}",
                                     json={})
@@ -203,7 +221,13 @@ class Bot:
                         logger.warning("could not put %s into %s: %s", user_id, room_id, exc)
                         failed.append(user_id)
 
-            await asyncio.gather(*(join(u) for u in missing))
+            try:
+                await asyncio.gather(*(join(u) for u in missing))
+            finally:
+                if brought_in:
+                    await admin.request("POST",
+                                        f"/_matrix/client/v3/rooms/{quote(room_id)}/leave",
+                                        json={})
         return failed
 
     async def can_post(self, room_id: str) -> bool:
@@ -217,8 +241,8 @@ class Bot:
 
     # --- sending -------------------------------------------------------------------
 
-    async def share_keys(self, room_id: str) -> Counter[str]:
-        """Share a fresh room key with every member's devices; returns devices per user."""
+    async def share_keys(self, room_id: str) -> frozenset[tuple[str, str]]:
+        """Share a fresh room key with every member's devices; returns (user, device) pairs."""
         client = self.client
         if room_id not in client.rooms:
             await self.sync()
@@ -240,7 +264,66 @@ class Bot:
         logger.info("room key of %s shared with %d devices: members %.2f s, device keys "
                     "%.2f s, claim+encrypt+send %.2f s", room_id, len(shared.users_shared_with),
                     members - started, queried - members, time.perf_counter() - queried)
-        return Counter(user for user, _device in shared.users_shared_with)
+        return frozenset(shared.users_shared_with)
+
+    # --- the room key for devices added later (nio internals, only here) --------------
+
+    def pickled_room_session(self, room_id: str) -> tuple[str, str] | None:
+        """(session id, pickle) of the room's outbound megolm session while it has encrypted
+        nothing yet (index 0), pickled with the crypto store's key; None once it has."""
+        session = self.client.olm.outbound_group_sessions.get(room_id)
+        if session is None or session.message_index != 0:
+            return None
+        return session.id, session.pickle(self.client.config.pickle_key).decode()
+
+    def session_key(self, pickle: str) -> str:
+        """The signed session key at index 0 from a `pickled_room_session` pickle."""
+        session = OutboundGroupSession.from_pickle(pickle.encode(), self.client.config.pickle_key)
+        return str(session.session_key)
+
+    async def current_devices(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Each user's devices as Synapse lists them now. Device lists nio saw change in a
+        sync (and users it never asked about) are fetched; the rest come from the store."""
+        olm = self.client.olm
+        wanted = set(user_ids)
+        untracked = wanted - olm.tracked_users
+        if untracked:
+            olm.add_changed_users(untracked)
+        await self.query_device_keys()
+        return {u: {d.device_id for d in olm.device_store.active_user_devices(u)} for u in wanted}
+
+    async def send_room_key(self, room_id: str, session_id: str, session_key: str,
+                            devices: dict[str, set[str]]) -> list[tuple[str, str]]:
+        """`m.room_key` to these devices, Olm-encrypted exactly as nio does when it shares
+        a session (one-time keys claimed where there is no Olm session yet); returns the
+        (user, device) pairs it went to."""
+        olm = self.client.olm
+        targets = [olm.device_store[u][d] for u, ds in sorted(devices.items())
+                   for d in sorted(ds) if d in olm.device_store[u]]
+        missing: dict[str, list[str]] = {}
+        for device in targets:
+            if olm.session_store.get(device.curve25519) is None:
+                missing.setdefault(device.user_id, []).append(device.device_id)
+        if missing:
+            await self.client.keys_claim(missing)
+        content = {"algorithm": Olm._megolm_algorithm, "room_id": room_id,
+                   "session_id": session_id, "session_key": session_key}
+        sent: list[tuple[str, str]] = []
+        for device in targets:
+            session = olm.session_store.get(device.curve25519)
+            if session is None:
+                logger.warning("no Olm session with %s's device %s (no one-time key left)",
+                               device.user_id, device.device_id)
+                continue
+            encrypted = olm._olm_encrypt(session, device, "m.room_key", content)
+            resp = await self.client.to_device(ToDeviceMessage(
+                "m.room.encrypted", device.user_id, device.device_id, encrypted))
+            if isinstance(resp, ToDeviceResponse):
+                sent.append((device.user_id, device.device_id))
+            else:
+                logger.warning("the room key did not reach %s's device %s: %s",
+                               device.user_id, device.device_id, resp)
+        return sent
 
     async def send(self, room_id: str, content: dict[str, Any],
                    event_type: str = "m.room.message") -> str:
@@ -309,8 +392,18 @@ async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: 
     if saved is not None and saved.get("user_id") == user_id:
         client = _client(settings, files, user_id, saved["device_id"])
         client.restore_login(user_id, saved["device_id"], saved["access_token"])
-        if isinstance(await client.whoami(), WhoamiResponse):
-            return await _ready(client, settings, admin_token, on_sync)
+        who = await client.whoami()
+        if isinstance(who, WhoamiResponse):
+            async with SynapseAdmin(settings.homeserver_url, admin_token) as admin:
+                lifted = await exempt_user(admin, user_id)
+            bot = await _ready(client, settings, admin_token, on_sync)
+            bot.account_change = "rate limits lifted" if lifted else None
+            return bot
+        if not _token_revoked(who):
+            # Anything but a revoked token (Synapse restarting, overloaded): a new login
+            # would only spend the address's login budget and change nothing.
+            await client.close()
+            raise BotError(f"the bot {user_id} could not check its stored login: {who}")
         logger.warning("the bot's access token no longer works; logging in again on device %s",
                        saved["device_id"])
         await client.close()
@@ -332,6 +425,12 @@ async def open_bot(settings: Settings, config: AnnouncementConfig, admin_token: 
     return bot
 
 
+def _token_revoked(resp: object) -> bool:
+    transport = getattr(resp, "transport_response", None)
+    return (getattr(resp, "status_code", None) in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN")
+            or getattr(transport, "status", None) == 401)
+
+
 def _fast_crypto_store(client: AsyncClient) -> None:
     """WAL and synchronous=NORMAL for the bot's crypto store.
 
@@ -346,8 +445,30 @@ def _fast_crypto_store(client: AsyncClient) -> None:
         database.pragma("synchronous", 1, permanent=True)
 
 
+#: The matrix-nio internals `Bot` relies on to give a device added after sending the room
+#: key (nio has no public API for it); checked at every start, so a nio upgrade that drops
+#: one stops the bot at once instead of leaving new devices without the key.
+NIO_INTERNALS = ((Olm, "_olm_encrypt"), (Olm, "_megolm_algorithm"),
+                 (OutboundGroupSession, "from_pickle"), (OutboundGroupSession, "pickle"))
+
+
+#: Attributes of nio's Olm machine (set per instance, so checked on the client's).
+NIO_OLM_ATTRIBUTES = ("outbound_group_sessions", "session_store", "device_store",
+                      "tracked_users", "add_changed_users")
+
+
+def check_nio_internals(client: AsyncClient) -> None:
+    gone = [f"{owner.__name__}.{name}" for owner, name in NIO_INTERNALS
+            if not hasattr(owner, name)]
+    gone += [f"Olm.{name}" for name in NIO_OLM_ATTRIBUTES if not hasattr(client.olm, name)]
+    if gone:
+        raise BotError(f"this matrix-nio lacks {', '.join(gone)}, which the bot needs to give "
+                       "new devices of recipients the room key; install matrix-nio 0.26")
+
+
 async def _ready(client: AsyncClient, settings: Settings, admin_token: str,
                  on_sync: SyncHandler | None) -> Bot:
+    check_nio_internals(client)
     _fast_crypto_store(client)
     if client.should_upload_keys:
         await client.keys_upload()

@@ -29,6 +29,7 @@ from provisioner.announcements.compose import (
     validate_request,
 )
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.announcements.key_shares import remember_session
 from provisioner.announcements.local_time import in_company_time
 from provisioner.announcements.messages import (
     UTC_ENGLISH,
@@ -170,11 +171,12 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
     posts: list[dict[str, Any]] = []
     try:
         for room_id in room_ids:
-            shared = await bot.share_keys(room_id)
-            for user, count in shared.items():
-                if user in wanted:
-                    devices[user] += count
-                    member_room.setdefault(user, room_id)
+            shared = {(u, d) for u, d in await bot.share_keys(room_id) if u in wanted}
+            for user, _device in shared:
+                devices[user] += 1
+                member_room.setdefault(user, room_id)
+            if request.requires_ack:  # open until acknowledged: new devices get the key
+                remember_session(bot, announcement_id, room_id, shared)
             event_id = await bot.send(room_id, text_content(request, announcement_id, locale))
             posts.append({"announcement_id": announcement_id, "room_id": room_id,
                           "event_id": event_id, "kind": "text", "sent_at": now})

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from provisioner.actor import current_actor
 from provisioner.announcements.bot import Bot
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.announcements.key_shares import share_with_new_devices
 from provisioner.announcements.messages import (
     UTC_ENGLISH,
     CompanyLocale,
@@ -45,6 +46,11 @@ from provisioner.store.announcement_models import (
 
 logger = logging.getLogger(__name__)
 
+#: Direct chats created at once: Synapse (SQLite, two cores) creates rooms fastest with a
+#: few requests in flight; more only queue up inside it.
+ROOM_CONCURRENCY = 8
+#: Notices sent at once (one Olm-encrypted key per device and one event each).
+SEND_CONCURRENCY = 8
 
 
 def stage_name(hours: int) -> str:
@@ -86,6 +92,8 @@ class TickResult:
     summaries: list[tuple[int, str]] = field(default_factory=list)
     failed: list[tuple[int, str, str, str]] = field(default_factory=list)
     purged_announcements: list[int] = field(default_factory=list)
+    #: (announcement, user, device): room keys sent to devices added after sending.
+    room_keys: list[tuple[int, str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"reminders": [{"announcement": a, "user_id": u, "stage": s}
@@ -94,7 +102,9 @@ class TickResult:
                                       for a, u in self.summaries],
                 "failed": [{"announcement": a, "user_id": u, "stage": s, "error": e}
                            for a, u, s, e in self.failed],
-                "purged_announcements": self.purged_announcements}
+                "purged_announcements": self.purged_announcements,
+                "room_keys": [{"announcement": a, "user_id": u, "device_id": d}
+                              for a, u, d in self.room_keys]}
 
 
 def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
@@ -166,7 +176,7 @@ async def direct_room(bot: Bot, store: Store, user_id: str) -> str:
 
 
 async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str],
-                            concurrency: int = 8) -> int:
+                            concurrency: int = ROOM_CONCURRENCY) -> int:
     """Create the missing DMs in parallel (room creation is the slow part of a first
     reminder to many people); returns how many were created. Failures are left to the
     send, which records them per person."""
@@ -273,20 +283,48 @@ def _audit_notices(store: Store, actor: str, now: datetime,
                               else "reminders due", details=details)
 
 
+def _audit_room_keys(store: Store, actor: str, shared: list[tuple[int, str, str]]) -> None:
+    """One audit row per announcement whose key went to devices added after sending:
+    how many devices of how many people (who: per-person data, not for the audit log)."""
+    with store.session() as session:
+        for announcement_id in sorted({a for a, _, _ in shared}):
+            mine = [(u, d) for a, u, d in shared if a == announcement_id]
+            repo.append_audit(session, actor=actor, action="announcement.room_keys",
+                              target=f"announcement:{announcement_id}", now=real_now(),
+                              reason="devices of recipients added after sending",
+                              details={"devices": len(mine),
+                                       "people": len({u for u, _ in mine})})
+
+
 async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: datetime,
                     actor: str, locale: CompanyLocale = UTC_ENGLISH) -> TickResult:
     """The tick's work with an open bot (the service keeps one bot open between ticks).
     `now` decides what is due; what is written down carries the real time."""
     result = TickResult()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
+    result.room_keys = await share_with_new_devices(bot, store)
+    if result.room_keys:
+        _audit_room_keys(store, actor, result.room_keys)
     planned = plan_notices(store, now, config, locale)
     if await open_direct_rooms(bot, store, {n.user_id for n in planned}):
         await bot.sync()  # nio learns the new rooms once, not once per room
     sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
+    if planned:
+        await bot.query_device_keys()  # once for everyone, not racing inside each send
+    by_person: dict[str, list[PlannedNotice]] = defaultdict(list)
     for notice in planned:
-        sent_at = await _send_notice(bot, store, notice, result)
-        if sent_at is not None:
-            sent[(notice.announcement_id, notice.stage)].append(sent_at)
+        by_person[notice.user_id].append(notice)
+    limit = asyncio.Semaphore(SEND_CONCURRENCY)
+
+    async def send_to(notices: list[PlannedNotice]) -> None:
+        # One person's notices one after the other: they share one direct chat.
+        async with limit:
+            for notice in notices:
+                sent_at = await _send_notice(bot, store, notice, result)
+                if sent_at is not None:
+                    sent[(notice.announcement_id, notice.stage)].append(sent_at)
+
+    await asyncio.gather(*(send_to(n) for _, n in sorted(by_person.items())))
     failed = Counter((a, s) for a, _, s, _ in result.failed)
     if sent or failed:
         _audit_notices(store, actor, now, sent, failed)

@@ -220,4 +220,5 @@ def tick_command(data_dir: Path, now_text: str | None, as_json: bool) -> None:
     click.echo(f"Tick at {now.isoformat(timespec='minutes')}: {len(result.reminders)} "
                f"reminder(s), {len(result.summaries)} manager summary(ies), "
                f"{len(result.failed)} failed, {len(result.purged_announcements)} "
-               "announcement(s) past retention purged.")
+               "announcement(s) past retention purged, room keys sent to "
+               f"{len(result.room_keys)} device(s) added after sending.")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
+from provisioner.accounts.bot_account import bootstrap_own_accounts
 from provisioner.directory.config import LdapSourceOptions
 from provisioner.errors import ConfigError, EnvironmentProblemError
 from provisioner.homeserver.data_dir import InitRequest, init_data_dir
-from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.homeserver.synapse_process import StopRequestedError, SynapseProcess, raise_stop
 from provisioner.homeserver.worker_processes import has_worker_layout, serve_workers
 from provisioner.settings import LdapSettings, Settings, load_settings
@@ -141,7 +141,7 @@ def serve_synapse(settings: Settings, on_ready: list[str] | None = None,
     old_term = signal.signal(signal.SIGTERM, raise_stop)
     try:
         process.wait_healthy(timeout=120)
-        asyncio.run(ensure_service_token(settings))
+        asyncio.run(bootstrap_own_accounts(settings))
         if seed:
             from provisioner.cli.demo import seed_demo_accounts
 
@@ -184,7 +184,7 @@ def run(data_dir: Path) -> None:
     """
     settings = load_settings(data_dir)
     if has_worker_layout(settings.homeserver_config):
-        sys.exit(serve_workers(settings))  # written by `init --workers N`
+        sys.exit(serve_workers(settings, bootstrap_own_accounts))  # `init --workers N`
     sys.exit(serve_synapse(settings))
 
 

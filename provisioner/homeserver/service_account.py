@@ -83,9 +83,27 @@ async def exempt_from_rate_limits(base_url: str, token: str, user_id: str) -> No
     """The provisioner creates rooms and force-joins hundreds of people in one run; Synapse's
     per-user limits (rc_room_creation, rc_message, rc_joins) are meant for humans."""
     async with SynapseAdmin(base_url, token) as admin:
-        path = f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit"
-        current = (await admin.request("GET", path)).json()
-        if current.get("messages_per_second") == 0 and current.get("burst_count") == 0:
-            return
-        await admin.request("POST", path, json={"messages_per_second": 0, "burst_count": 0})
-        logger.info("service account %s exempted from per-user rate limits", user_id)
+        await exempt_user(admin, user_id)
+
+
+def _override_path(user_id: str) -> str:
+    return f"/_synapse/admin/v1/users/{quote(user_id, safe='')}/override_ratelimit"
+
+
+async def is_exempt(admin: SynapseAdmin, user_id: str) -> bool:
+    """Whether `user_id` has Synapse's per-user override "0 = unlimited"."""
+    current = (await admin.request("GET", _override_path(user_id))).json()
+    return bool(current.get("messages_per_second") == 0 and current.get("burst_count") == 0)
+
+
+async def exempt_user(admin: SynapseAdmin, user_id: str) -> bool:
+    """Lift Synapse's per-user rate limits for one of our own accounts (messages, room
+    creation, invites, to-device messages: every limiter that knows the requester);
+    returns whether it had to be set. Logins are limited per address and account, never
+    per requester: the accounts avoid them by keeping their tokens."""
+    if await is_exempt(admin, user_id):
+        return False
+    await admin.request("POST", _override_path(user_id),
+                        json={"messages_per_second": 0, "burst_count": 0})
+    logger.info("%s exempted from per-user rate limits", user_id)
+    return True

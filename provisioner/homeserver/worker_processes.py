@@ -12,7 +12,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -102,13 +104,17 @@ class ProcessGroup:
         return codes
 
 
-def serve_workers(settings: Settings) -> int:
-    """`hauspost run` for a worker layout: start all, bootstrap, wait for a signal or an exit."""
+def serve_workers(settings: Settings,
+                  bootstrap: Callable[[Settings], Coroutine[Any, Any, object]] = ensure_service_token
+                  ) -> int:
+    """`hauspost run` for a worker layout: start all, bootstrap (by default the service
+    account's token; the CLI passes one that also checks the rate-limit exemptions), wait
+    for a signal or an exit."""
     group = ProcessGroup(settings.homeserver_config)
     old_term = signal.signal(signal.SIGTERM, raise_stop)
     try:
         seconds = group.start()
-        asyncio.run(ensure_service_token(settings))
+        asyncio.run(bootstrap(settings))
         click.echo(f"Hauspost homeserver for {settings.server_name} is ready with "
                    f"{len(group.workers)} workers ({seconds:.1f} s).", err=True)
         for name, process in group.processes.items():

@@ -33,8 +33,10 @@ from nio import (
     RoomEncryptedFile,
     RoomMessageText,
     SyncResponse,
+    ToDeviceResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
+from nio.exceptions import EncryptionError
 from sqlalchemy import func, select
 
 from provisioner.announcements import bot as bot_module
@@ -337,7 +339,16 @@ async def test_department_announcement_reaches_exactly_that_department(company: 
     text_id, file_id = result.event_ids
     assert result.recipients == 6 and result.delivered == 6
     bot = _bot_id(company)
-    assert _members(company.server, room_id) == ops | {bot, company.server.admin_user_id}
+    # Exactly the recipients and the bot: the service account joined them and left.
+    assert _members(company.server, room_id) == ops | {bot}
+    state = {e["type"]: e for e in company.server.room_state(room_id) if e["state_key"] == ""}
+    assert state["m.room.create"]["sender"] == bot  # room version 12: unlimited power
+    power = state["m.room.power_levels"]["content"]
+    # Nobody else may post; the service account keeps the power to manage the room once
+    # the bot brings it back.
+    assert power["users"] == {company.server.admin_user_id: 100}
+    assert (power["users_default"], power["events_default"]) == (0, 50)
+    assert power["events"]["m.reaction"] == 0
     for i, dept in enumerate(DEPARTMENTS):
         client = company.clients[i]
         if dept != "Ops":
@@ -467,8 +478,7 @@ def test_cli_announce_list_and_report(company: Company, tmp_path: Path) -> None:
     sent = json.loads(proc.stdout)
     berlin = sorted(company.user_ids[i] for i in range(20) if i % 2)
     assert (sent["recipients"], sent["delivered"], sent["not_joined"]) == (10, 10, [])
-    assert _members(company.server, sent["rooms"][0]) == {
-        *berlin, _bot_id(company), company.server.admin_user_id}
+    assert _members(company.server, sent["rooms"][0]) == {*berlin, _bot_id(company)}
 
     listed = json.loads(_cli(company, "announcements", "--json").stdout)
     assert listed[0]["id"] == sent["id"] and listed[0]["title"] == "Kantine"
@@ -675,3 +685,83 @@ async def test_tick_now_keeps_real_times_and_reminds_in_german(company: Company)
     assert [(r.details["sent"], r.details["due_as_of"]) for r in summary_rows] == [
         (1, "2030-12-02T13:00:00+01:00")]
     assert summary_rows[0].at <= datetime.now(UTC)
+
+
+# --- every device of a recipient, nobody else's (issue 19) ---------------------------------
+
+async def _encrypted(client: AsyncClient, room_id: str, event_id: str) -> MegolmEvent:
+    resp = await client.room_get_event(room_id, event_id)
+    event = getattr(resp, "event", None)
+    assert isinstance(event, MegolmEvent), resp
+    event.room_id = room_id
+    return event
+
+
+def _decrypt(client: AsyncClient, event: MegolmEvent) -> Event | None:
+    try:
+        return client.decrypt_event(event)
+    except EncryptionError:
+        return None
+
+
+async def test_a_recipient_s_new_device_reads_it_after_one_tick_nobody_else_s_does(
+        company: Company, tmp_path: Path) -> None:
+    i, outsider_i = 15, 16  # both in IT; the announcement is for 15 only
+    person, outsider_id = company.user_ids[i], company.user_ids[outsider_i]
+    now = datetime.now(UTC)
+    secret = f"Neue Schichtzeiten {company.server.unique('phone')}"
+    result = await _send(company, [Target("person", f"E{i:02d}")], secret,
+                         deadline=now + timedelta(hours=48), now=now)
+    (room_id,) = result.rooms
+    (event_id,) = result.event_ids
+    saved = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
+    bot, bot_device = saved["user_id"], saved["device_id"]
+
+    # After sending: the recipient signs in on a new phone; a colleague who is not a
+    # recipient signs in on a new device as well and asks the bot's device for the key of
+    # exactly this session (as Element's legacy crypto did for undecryptable events).
+    phone = await e2ee_login(company.server, TestUser(person, TEST_PASSWORD, "", ""),
+                             tmp_path / "phone", device_name="new phone")
+    outsider = await e2ee_login(company.server, TestUser(outsider_id, TEST_PASSWORD, "", ""),
+                                tmp_path / "outsider", device_name="curious")
+    tablet: AsyncClient | None = None
+    try:
+        encrypted = await _encrypted(phone, room_id, event_id)
+        assert _decrypt(phone, encrypted) is None  # no key yet
+        request = encrypted.as_key_request(bot, str(outsider.device_id), device_id=bot_device)
+        assert isinstance(await outsider.to_device(request), ToDeviceResponse)
+
+        tick = await run_tick(company.settings, now + timedelta(minutes=5))
+        mine = [(u, d) for a, u, d in tick.room_keys if a == result.announcement_id]
+        assert mine == [(person, phone.device_id)]
+        await phone.sync(timeout=0)
+        event = _decrypt(phone, encrypted)
+        assert isinstance(event, RoomMessageText) and event.body.startswith(secret + "\n")
+        await outsider.sync(timeout=0)
+        assert outsider.olm.inbound_group_store.get(
+            room_id, encrypted.sender_key, encrypted.session_id) is None
+        assert _decrypt(outsider, encrypted) is None
+        (audit,) = _audit_rows(company, action="announcement.room_keys",
+                               target=f"announcement:{result.announcement_id}")
+        assert audit.details == {"devices": 1, "people": 1}
+
+        # Once is enough: the next tick sends this key to nobody.
+        again = await run_tick(company.settings, now + timedelta(minutes=6))
+        assert [a for a, _, _ in again.room_keys if a == result.announcement_id] == []
+
+        # After acknowledging, a further device of the same person no longer gets it.
+        await _wait_for(company.clients[i], room_id, event_id)
+        await send_content(company.clients[i], room_id, "m.reaction", {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": event_id, "key": "✅"}})
+        tablet = await e2ee_login(company.server, TestUser(person, TEST_PASSWORD, "", ""),
+                                  tmp_path / "tablet", device_name="tablet")
+        later = await run_tick(company.settings, now + timedelta(minutes=7))
+        assert [a for a, _, _ in later.room_keys if a == result.announcement_id] == []
+        await tablet.sync(timeout=0)
+        assert _decrypt(tablet, await _encrypted(tablet, room_id, event_id)) is None
+        with company.store.session() as session:
+            row = session.scalars(select(RecipientRow).where(
+                RecipientRow.announcement_id == result.announcement_id)).one()
+            assert (row.user_id, row.ack_via) == (person, "reaction")
+    finally:
+        await close_all(phone, outsider, *([tablet] if tablet else []))
