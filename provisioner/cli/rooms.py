@@ -1,8 +1,10 @@
 """`hauspost rooms`: the managed spaces and rooms, their members and their drift.
 
 Drift is what the next `sync` would change in a room: settings changed outside the policy
-(name, topic, avatar, history visibility, power levels, marker) and members to add or
-remove. Exit code 0; 3 for a policy/config error (file:line named).
+(name, topic, avatar, history visibility, power levels, marker, retention) and members to
+add or remove. RETENTION is how long the room keeps messages (its m.room.retention), with
+the policy's value after an arrow when they differ. Exit code 0; 3 for a policy/config
+error (file:line named).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from provisioner.directory.read import read_directory
 from provisioner.errors import ConfigError
 from provisioner.homeserver.service_account import ensure_service_token
 from provisioner.homeserver.synapse_admin import SynapseAdmin
-from provisioner.rooms.plan import CreateRoom, RoomAction
+from provisioner.rooms.plan import CreateRoom, RoomAction, describe_lifetime
 from provisioner.rooms.run import (
     load_room_policy,
     members_count,
@@ -55,13 +57,30 @@ def _drift_text(drift: dict[str, Any]) -> str:
     return "; ".join(parts) or "-"
 
 
+def _lifetime(content: Any) -> str | None:
+    """'2y' for {"max_lifetime": 63072000000}; None for no retention (or a space)."""
+    return describe_lifetime(content) if content else None
+
+
+def _retention_text(row: dict[str, Any]) -> str:
+    have, want = row["retention"], row["wanted_retention"]
+    if row["kind"] == "space":
+        return "-"
+    if row["status"] in ("archived", "released"):  # the policy no longer touches it
+        return have or "none"
+    if have == want or row["status"] == "planned":
+        return want or "none"
+    return f"{have or 'none'}->{want or 'none'}"
+
+
 @click.command("rooms")
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable list on stdout.")
 def rooms_command(data_dir: Path, as_json: bool) -> None:
-    """List managed spaces and rooms with member counts and drift; change nothing.
+    """List managed spaces and rooms with member counts, retention and drift; change nothing.
 
-    Reads the directory and the room policy like `plan`. MEMBERS is joined/wanted.
+    Reads the directory and the room policy like `plan`. MEMBERS is joined/wanted;
+    RETENTION is how long messages are kept (now->policy when they differ).
 
     Example: hauspost rooms -d /var/lib/hauspost --json
     """
@@ -99,6 +118,8 @@ def rooms_command(data_dir: Path, as_json: bool) -> None:
                 "name": state.name if state else (create.name if create else None),
                 "members": members_count(state, settings.service_user_id) if state else 0,
                 "wanted_members": plan.desired_members.get(key, 0),
+                "retention": _lifetime(state.retention) if state else None,
+                "wanted_retention": _lifetime(plan.desired_retention.get(key)),
                 "drift": _drift(by_key[key]),
             })
         return rows
@@ -107,8 +128,9 @@ def rooms_command(data_dir: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
         return
-    click.echo(f"{'KEY':<28} {'KIND':<5} {'STATUS':<9} {'MEMBERS':>9}  {'DRIFT':<30} NAME")
+    click.echo(f"{'KEY':<28} {'KIND':<5} {'STATUS':<9} {'MEMBERS':>9}  {'RETENTION':<10} "
+               f"{'DRIFT':<30} NAME")
     for r in rows:
         members = f"{r['members']}/{r['wanted_members']}"
         click.echo(f"{r['key']:<28} {r['kind']:<5} {r['status']:<9} {members:>9}  "
-                   f"{_drift_text(r['drift']):<30} {r['name'] or ''}")
+                   f"{_retention_text(r):<10} {_drift_text(r['drift']):<30} {r['name'] or ''}")
