@@ -3,7 +3,7 @@
 One subpackage per capability; imports point one way, from the command line down to the
 core (`tests/unit/test_import_layers.py` keeps it so):
 
-    cli → service → console → scim | announcements | review → sync → rooms → accounts → homeserver
+    cli → service → console → scim | announcements | review | gdpr → sync → rooms → accounts → homeserver
         → directory | policy → store (and its migrations) → settings → each package's config.py
         → core
 
@@ -11,6 +11,7 @@ core (`tests/unit/test_import_layers.py` keeps it so):
 - `service/`: `hauspost serve`: HTTP (SCIM, HR webhook), the job worker, schedules.
 - `console/`: the web console for HR, communications, IT and auditors (under /console/).
 - `review/`: the access review (who is in which room and why; unexplained accounts, admins).
+- `gdpr/`: access export, erasure with pseudonyms, legal holds, the leaver's data timeline.
 - `scim/`: the SCIM 2.0 endpoint; `announcements/`: encrypted announcements, acks, reports.
 - `sync/`: one `plan`/`sync` run: directory → accounts → rooms, under the run lock.
 - `rooms/`: org-chart rooms and spaces (plan, apply, run); `accounts/`: accounts (plan,

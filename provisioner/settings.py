@@ -21,6 +21,7 @@ from provisioner.directory.config import (
     validate_filter,
 )
 from provisioner.errors import ConfigError
+from provisioner.gdpr.config import DataProtectionSettings, parse_data_protection
 from provisioner.servername import validate_server_name
 from provisioner.service.config import ServiceSettings, parse_service
 from provisioner.sync.config import SyncSettings, parse_sync
@@ -68,6 +69,8 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     #: The web console served by `hauspost serve` (provisioner/console/config.py); None: off.
     console: ConsoleSettings | None = None
+    #: The leaver's data timeline (provisioner/gdpr/config.py).
+    data_protection: DataProtectionSettings = field(default_factory=DataProtectionSettings)
 
     @property
     def data_dir(self) -> Path:
@@ -152,6 +155,7 @@ def parse_settings(data: object, file: Path) -> Settings:
     service = parse_service(top.section("service"), base)
     check_scim_source(directory, scim_enabled=service.scim is not None)
     console = parse_console(top.section("console"))
+    data_protection = parse_data_protection(top.section("data_protection"))
     protected = tuple(top.str_list("protected_accounts"))
     policies = _path(base, top.str("policies"))
     top.done()
@@ -170,6 +174,7 @@ def parse_settings(data: object, file: Path) -> Settings:
         sync=sync,
         service=service,
         console=console,
+        data_protection=data_protection,
         policies=policies,
     )
 

@@ -190,13 +190,16 @@ class MediaStore:
                 " WHERE u.deactivated = 1 AND NOT EXISTS"
                 " (SELECT 1 FROM hauspost_media_leavers l WHERE l.user_id = m.user_id)",
                 (now_ms,))
+            # A file protected by an admin (Synapse's media protect API, which
+            # `hauspost hold set` uses for a legal hold) is never deleted by the sweep.
             txn.execute(
                 "SELECT m.media_id FROM local_media_repository m"
                 " JOIN hauspost_media_withdrawn w ON w.media_id = m.media_id"
+                " WHERE NOT m.safe_from_quarantine"
                 " UNION"
                 " SELECT m.media_id FROM local_media_repository m"
                 " JOIN hauspost_media_leavers l ON l.user_id = m.user_id"
-                " WHERE l.deactivation_seen_ts <= ?"
+                " WHERE l.deactivation_seen_ts <= ? AND NOT m.safe_from_quarantine"
                 " ORDER BY 1 LIMIT ?",
                 (now_ms - grace_ms, limit))
             return [str(row[0]) for row in txn.fetchall()]

@@ -45,6 +45,8 @@ LAZY_COMMANDS = {
     "audit": "provisioner.cli.accounts:audit_command",
     "rooms": "provisioner.cli.rooms:rooms_command",
     "review": "provisioner.cli.review:review_command",
+    "gdpr": "provisioner.cli.gdpr:gdpr_group",
+    "hold": "provisioner.cli.gdpr:hold_group",
     "announce": "provisioner.cli.announce:announce_command",
     "announcements": "provisioner.cli.announce:announcements_group",
     "tick": "provisioner.cli.announce:tick_command",

@@ -48,6 +48,8 @@ SERVICE_ACTOR = "hauspost-service"
 HOOK_PATH = "/hooks/hr"
 STOP_GRACE_SECONDS = 10.0
 MAX_REQUEST_LINE = 32 * 1024
+#: The leaver data timeline counts in days: hourly is plenty.
+DATA_PROTECTION_SECONDS = 3600.0
 
 
 def read_secret(path: Path, *, settings: Settings, key: str) -> str:
@@ -213,6 +215,15 @@ class Service:
 
         await run_tick(self.settings, datetime.now(UTC))
 
+    async def _data_protection_timeline(self) -> None:
+        from provisioner.gdpr.timeline import run_timeline
+
+        result = await run_timeline(self.settings, self.store)
+        if result.erased or result.failed:
+            logger.info("data-protection timeline: %d erased, %d withheld by legal hold, "
+                        "%d failed", len(result.erased), len(result.withheld),
+                        len(result.failed))
+
     def plan_schedules(self) -> None:
         service = self.settings.service
         self.scheduler.every("leave-dates", service.tick_seconds, self._queue_leavers)
@@ -221,6 +232,9 @@ class Service:
                                  self._queue_sync)
         self.scheduler.every("announcement-reminders", service.tick_seconds,
                              self._announcement_tick, run_at_start=False)
+        if self.settings.data_protection.erase_after_days:
+            self.scheduler.every("data-protection-timeline", DATA_PROTECTION_SECONDS,
+                                 self._data_protection_timeline, run_at_start=False)
 
     # --- life cycle -------------------------------------------------------------------
 

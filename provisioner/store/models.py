@@ -76,6 +76,8 @@ class AccountRow(Base):
     hold: Mapped[bool] = mapped_column(Boolean, default=False)
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deactivation_reason: Mapped[str | None] = mapped_column(Text)
+    #: GDPR erasure done (Synapse erase + the store pseudonymised); ids are pseudonyms then.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RunRow(Base):

@@ -50,7 +50,7 @@ async def chromium_page(*, locale: str = "en-GB", viewport: tuple[int, int] = (1
 
     async def guard(route: Route, request: Request) -> None:
         scheme, host = urlsplit(request.url).scheme, urlsplit(request.url).hostname or ""
-        if scheme in ("data", "blob", "about") or host in LOOPBACK:
+        if scheme in ("data", "blob", "about", "file") or host in LOOPBACK:
             await route.continue_()
         else:
             outside.append(request.url)

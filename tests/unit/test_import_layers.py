@@ -2,7 +2,7 @@
 
 The layers, top to bottom (docstring of `provisioner/__init__.py` says why):
 
-    cli → service → console → scim | announcements | review → sync → rooms → accounts → homeserver
+    cli → service → console → scim | announcements | review | gdpr → sync → rooms → accounts → homeserver
         → directory | policy → migrations → store → settings → each package's config.py
         → core
 
@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"service"},
     {"console"},  # the web console: served by `hauspost serve`, calls what the CLI calls
-    {"scim", "announcements", "review"},
+    {"scim", "announcements", "review", "gdpr"},
     {"sync"},
     {"rooms"},
     {"accounts"},
