@@ -283,3 +283,45 @@ async def test_change_writer_commits_batches_and_isolates_a_bad_change(store: St
 def test_change_refuses_link_columns_as_updates() -> None:
     with pytest.raises(ValueError, match="not changeable"):
         Change(account_update=("@a:corp.test", {"employee_id": "E9"}), audit={})
+
+
+def test_pseudonymisation_is_the_only_change_an_audit_row_ever_sees(store: Store) -> None:
+    from provisioner.gdpr.erase import Subject, pseudonymise
+    from provisioner.gdpr.pseudonym import Identifiers
+    from provisioner.store.gdpr_models import PseudonymisationRow
+
+    now = datetime.now(UTC)
+    with store.session() as s:
+        repo.insert_link(s, employee_id="E7", user_id="@anna:corp.test", now=now, run_id=None,
+                         display_name="Anna Groß", email="anna@corp.test")
+        repo.insert_link(s, employee_id="E70", user_id="@bert:corp.test", now=now,
+                         run_id=None, display_name="Bert", email=None)
+    mine = _audit(store, target="@anna:corp.test", actor="console:@anna:corp.test")
+    other = _audit(store, target="@bert:corp.test")
+    # Inside the window, still no delete and no change of time or action.
+    for statement in (delete(AuditRow).where(AuditRow.id == mine),
+                      update(AuditRow).where(AuditRow.id == mine).values(action="x"),
+                      update(AuditRow).where(AuditRow.id == mine).values(at=now)):
+        with pytest.raises(DatabaseError, match="audit_log is append-only"):
+            with store.engine.begin() as conn:
+                conn.execute(PseudonymisationRow.__table__.insert().values(started_at=now))
+                conn.execute(statement)
+    subject = Subject(ids=Identifiers(employee_id="E7", user_id="@anna:corp.test",
+                                      display_name="Anna Groß", email="anna@corp.test"),
+                      pseudonym="erased-x", account_active=False, account_erased=False,
+                      directory_active=False)
+    counts = pseudonymise(store, subject, now=now)
+    assert counts == {"accounts.user_id": 1, "accounts.employee_id": 1,
+                      "accounts.display_name": 1, "accounts.email": 1,
+                      "audit_log.target": 1, "audit_log.actor": 1}
+    with store.session() as s:
+        rows = {r.id: (r.actor, r.target) for r in repo.query_audit(s, repo.AuditQuery())}
+        assert rows == {mine: ("console:erased-x", "erased-x"),
+                        other: ("alice@host", "@bert:corp.test")}
+        account = repo.get_account_by_employee(s, "erased-x")
+        assert account is not None and account.erased_at is not None
+        assert s.scalar(text("SELECT count(*) FROM pseudonymisation")) == 0
+    # The window is closed again.
+    with pytest.raises(DatabaseError, match="audit_log is append-only"):
+        with store.engine.begin() as conn:
+            conn.execute(update(AuditRow).where(AuditRow.id == other).values(target="y"))
