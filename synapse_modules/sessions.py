@@ -21,6 +21,10 @@ SCIM `active: false`, the admin API directly, an admin tool):
   one internal this module uses; its two methods are checked when the module loads, and
   Synapse refuses to start if they changed. Fails closed: if the account can't be checked,
   no token is issued.
+
+For the access review it also lists, to server admins only, the tokens that act as
+somebody else (`GET /_synapse/client/hauspost/admin_tokens`): who issued each for whom,
+until when, last used — never the token itself.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from synapse.http.server import DirectServeJsonResource
+from synapse.http.site import SynapseRequest
 from synapse.module_api import ModuleApi
 from synapse.module_api.errors import Codes, ConfigError, SynapseError
 
@@ -98,6 +104,32 @@ def _puppet_tokens(txn: Any, user_id: str) -> list[str]:
     return [str(row[0]) for row in txn.fetchall()]
 
 
+ADMIN_TOKENS_PATH = "/_synapse/client/hauspost/admin_tokens"
+
+
+def _admin_issued_tokens(txn: Any) -> list[dict[str, Any]]:
+    txn.execute("SELECT id, user_id, puppets_user_id, valid_until_ms, last_validated"
+                " FROM access_tokens WHERE puppets_user_id IS NOT NULL ORDER BY id")
+    return [{"id": row[0], "issued_by": row[1], "acts_as": row[2],
+             "valid_until_ms": row[3], "last_used_ms": row[4]} for row in txn.fetchall()]
+
+
+class AdminTokensResource(DirectServeJsonResource):
+    """Tokens that act as another account (admin "login as"), for server admins only."""
+
+    def __init__(self, api: ModuleApi) -> None:
+        super().__init__()
+        self._api = api
+
+    async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict[str, Any]]:  # noqa: N802
+        requester = await self._api.get_user_by_req(request)
+        if not await self._api.is_user_admin(requester.user.to_string()):
+            raise SynapseError(403, "server admins only", Codes.FORBIDDEN)
+        tokens = await self._api.run_db_interaction("hauspost_admin_tokens",
+                                                    _admin_issued_tokens)
+        return 200, {"tokens": tokens}
+
+
 class LeaverSessions:
     """Loaded by Synapse from `modules:`; see provisioner/homeserver/module_configs.py."""
 
@@ -117,6 +149,7 @@ class LeaverSessions:
         guard_token_issuing(handler, self._is_deactivated)
         api.register_third_party_rules_callbacks(
             on_user_deactivation_status_changed=self.on_user_deactivation_status_changed)
+        api.register_web_resource(ADMIN_TOKENS_PATH, AdminTokensResource(api))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> SessionsConfig:

@@ -30,6 +30,10 @@ def render_review(review: AccessReview) -> str:
              f"Unexplained accounts ({len(review.unexplained)}): "
              + (", ".join(review.unexplained) or "none"),
              f"Server admins ({len(review.admins)}): " + (", ".join(review.admins) or "none"),
+             "Tokens issued by admins to act as somebody: " + (
+                 "not available" if review.admin_tokens is None else
+                 ", ".join(f"{t['acts_as']} by {t['issued_by']}" for t in review.admin_tokens)
+                 or "none"),
              f"Managed rooms and spaces ({len(review.managed)}):"]
     for room in review.managed:
         lines.append(f"  {room.key}: {room.joined} joined, {len(room.mandatory)} by policy, "

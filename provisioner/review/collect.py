@@ -60,12 +60,15 @@ class AccessReview:
     accounts_deactivated: int
     id: int | None = None
     names: dict[str, str] = field(default_factory=dict)
+    #: Tokens an admin obtained to act as somebody (None: the sessions module is not loaded).
+    admin_tokens: tuple[dict[str, Any], ...] | None = None
 
     def summary(self) -> dict[str, int]:
         return {"managed_rooms": len(self.managed), "unmanaged_rooms": len(self.unmanaged),
                 "chosen_members": sum(len(r.chosen) for r in self.managed),
                 "missing_members": sum(len(r.missing) for r in self.managed),
                 "unexplained": len(self.unexplained), "admins": len(self.admins),
+                "admin_issued_tokens": len(self.admin_tokens or ()),
                 "accounts_active": self.accounts_active,
                 "accounts_deactivated": self.accounts_deactivated}
 
@@ -87,7 +90,9 @@ class AccessReview:
                    protected=tuple(data["protected"]),
                    accounts_active=int(data["accounts_active"]),
                    accounts_deactivated=int(data["accounts_deactivated"]),
-                   id=review_id, names=dict(data.get("names", {})))
+                   id=review_id, names=dict(data.get("names", {})),
+                   admin_tokens=(None if data.get("admin_tokens") is None
+                                 else tuple(data["admin_tokens"])))
 
 
 async def _all_rooms(admin: SynapseAdmin) -> list[dict[str, Any]]:
@@ -99,6 +104,18 @@ async def _all_rooms(admin: SynapseAdmin) -> list[dict[str, Any]]:
         rooms.extend(body.get("rooms", []))
         start = body.get("next_batch")
     return rooms
+
+
+ADMIN_TOKENS_PATH = "/_synapse/client/hauspost/admin_tokens"
+
+
+async def _admin_tokens(admin: SynapseAdmin) -> tuple[dict[str, Any], ...] | None:
+    resp = await admin.request("GET", ADMIN_TOKENS_PATH, ok=(200, 404))
+    if resp.status_code == 404:
+        logger.warning("access review: %s not served (synapse_modules.sessions not loaded); "
+                       "admin-issued tokens are not listed", ADMIN_TOKENS_PATH)
+        return None
+    return tuple(resp.json().get("tokens", []))
 
 
 async def collect_review(settings: Settings, store: Store, admin: SynapseAdmin, *,
@@ -149,7 +166,8 @@ async def collect_review(settings: Settings, store: Store, admin: SynapseAdmin, 
         admins=tuple(sorted(a.user_id for a in accounts if a.admin and not a.deactivated)),
         protected=tuple(sorted(plan_policy.protected)),
         accounts_active=sum(not a.deactivated for a in accounts),
-        accounts_deactivated=sum(a.deactivated for a in accounts), names=names)
+        accounts_deactivated=sum(a.deactivated for a in accounts), names=names,
+        admin_tokens=await _admin_tokens(admin))
     logger.info("access review: %d managed and %d other rooms, %d unexplained accounts, "
                 "%d admins in %.2f s", len(reviewed), len(unmanaged), len(review.unexplained),
                 len(review.admins), time.monotonic() - started)
@@ -194,5 +212,8 @@ def review_csv_rows(review: AccessReview) -> list[list[str]]:
                 for u in review.admins)
     rows.extend(["protected_account", "", "", "", u, "", "service account / protected"]
                 for u in review.protected)
+    rows.extend(["admin_issued_token", "", "", "", t["acts_as"], review.names.get(t["acts_as"], ""),
+                 f"token {t['id']} issued by {t['issued_by']}"]
+                for t in review.admin_tokens or ())
     return rows
 

@@ -37,6 +37,9 @@ def test_review_shows_unexplained_accounts_chosen_members_and_admins(company: Co
         # Ilse (IT) joins the sales room although no rule puts her there.
         admin.post(f"/_synapse/admin/v1/join/{quote(sales_room)}",
                    json={"user_id": company.mxid("it")}).raise_for_status()
+        # An admin obtains a token to act as Jürgen ("login as").
+        admin.post(f"/_synapse/admin/v1/users/{quote(company.mxid('plain'))}/login",
+                   json={}).raise_for_status()
 
     auditor, signed_in = company.sign_in("auditor")
     hr, _ = company.sign_in("hr")
@@ -62,6 +65,14 @@ def test_review_shows_unexplained_accounts_chosen_members_and_admins(company: Co
     assert ["unexplained_account", "", "", "", handmade, "",
             "no employee record explains it"] in rows
     assert [r[4] for r in rows if r[0] == "server_admin"] == [env.synapse.admin_user_id]
+    # (The session Synapse is shared: only this company's people count here.)
+    issued = [r for r in rows if r[0] == "admin_issued_token" and r[4].startswith(f"@{env.prefix}")]
+    assert [(r[4], r[5]) for r in issued] == [(company.mxid("plain"), "Jürgen Müller")]
+    assert issued[0][6].endswith(f"issued by {env.synapse.admin_user_id}")
+    # A non-admin's token gets nothing from the module's listing.
+    with env.synapse.client(env.token(company.people["hr"])) as client:
+        denied = client.get("/_synapse/client/hauspost/admin_tokens")
+    assert denied.status_code == 403 and denied.json()["errcode"] == "M_FORBIDDEN"
 
     # The command line gives the same review (a second one, stored and audited too).
     proc = env.cli("review", "--json")
@@ -70,5 +81,7 @@ def test_review_shows_unexplained_accounts_chosen_members_and_admins(company: Co
     assert handmade in review["unexplained"]
     (room,) = [r for r in review["managed"] if r["key"] == "department/Vertrieb"]
     assert room["chosen"] == [company.mxid("it")] and room["missing"] == []
+    assert [t["acts_as"] for t in review["admin_tokens"]
+            if t["acts_as"].startswith(f"@{env.prefix}")] == [company.mxid("plain")]
     actors = [r.actor for r in env.audit(action="review.run")]
     assert actors == [f"console:{company.mxid('auditor')}", "cli-test@test"]
