@@ -67,18 +67,28 @@ def read_attachment(path: Path, limits: MediaLimits) -> Attachment:
         size = path.stat().st_size
     except OSError as exc:
         raise AnnouncementInputError(f"attachment {path}: {exc.strerror or exc}") from None
+    check_attachment_size(path.name, size, limits)
+    return check_attachment(path.name, path.read_bytes(), limits)
+
+
+def check_attachment_size(filename: str, size: int, limits: MediaLimits) -> None:
     if size > limits.max_upload_bytes:
         raise AnnouncementInputError(
-            f"attachment {path.name}: {size} bytes is over the server's upload limit of "
+            f"attachment {filename}: {size} bytes is over the server's upload limit of "
             f"{limits.max_upload_bytes} bytes ({limits.source})")
     if size == 0:
-        raise AnnouncementInputError(f"attachment {path.name} is empty")
-    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        raise AnnouncementInputError(f"attachment {filename} is empty")
+
+
+def check_attachment(filename: str, data: bytes, limits: MediaLimits) -> Attachment:
+    """The same checks for bytes already in hand (the console's upload)."""
+    check_attachment_size(filename, len(data), limits)
+    mimetype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     if limits.allowed_media_types and mimetype not in limits.allowed_media_types:
         raise AnnouncementInputError(
-            f"attachment {path.name}: files of type {mimetype} are not allowed by the media "
+            f"attachment {filename}: files of type {mimetype} are not allowed by the media "
             f"policy (allowed: {', '.join(sorted(limits.allowed_media_types))})")
-    return Attachment(filename=path.name, data=path.read_bytes(), mimetype=mimetype)
+    return Attachment(filename=filename, data=data, mimetype=mimetype)
 
 
 def validate_request(body: str, deadline: datetime | None, now: datetime,

@@ -15,7 +15,11 @@ from aiohttp import web
 from markupsafe import Markup
 from sqlalchemy import select
 
-from provisioner.announcements.compose import AnnouncementInputError
+from provisioner.announcements.compose import (
+    AnnouncementInputError,
+    Attachment,
+    check_attachment,
+)
 from provisioner.announcements.compose import render_html as markdown_html
 from provisioner.announcements.report import (
     Report,
@@ -28,7 +32,7 @@ from provisioner.announcements.report import (
 )
 from provisioner.announcements.send import announce_with_settings
 from provisioner.announcements.targets import TargetError
-from provisioner.console.web import PREFIX, Console, Ctx
+from provisioner.console.web import PREFIX, Console, Ctx, Upload
 from provisioner.errors import HauspostError
 from provisioner.store.announcement_models import AnnouncementRow
 from provisioner.store.models import AccountRow, EmployeeRow
@@ -68,7 +72,8 @@ def add_routes(app: web.Application, console: Console) -> None:
                               body=str(ctx.form.get("body", "")),
                               ack_by=str(ctx.form.get("ack_by", "")), error=error,
                               preview=preview, can_send="comms" in ctx.person.roles
-                              if ctx.person else False)
+                              if ctx.person else False,
+                              max_upload_mb=console.max_upload_bytes // (1024 * 1024))
 
     def parse_ack_by(value: str) -> datetime | None:
         """`datetime-local` input: the company's time, unless an offset is given."""
@@ -96,10 +101,18 @@ def add_routes(app: web.Application, console: Console) -> None:
         try:
             if not targets:
                 raise TargetError("choose at least one target")
+            upload = ctx.form.get("attachment")
+            attachment: Attachment | None = None
+            if isinstance(upload, Upload):
+                limits = console.media_limits
+                if limits is None:
+                    raise AnnouncementInputError("attachments are off: the server's upload "
+                                                 "limits cannot be read (see the log)")
+                attachment = check_attachment(upload.filename, upload.data, limits)
             now = datetime.now(UTC)
             result = await announce_with_settings(
                 console.settings, targets=targets, body=body,
-                ack_by=parse_ack_by(str(ctx.form.get("ack_by", ""))), attachment=None,
+                ack_by=parse_ack_by(str(ctx.form.get("ack_by", ""))), attachment=attachment,
                 room=None, actor=ctx.actor, now=now)
         except (AnnouncementInputError, TargetError) as exc:
             return compose_page(ctx, status=400, error=str(exc))

@@ -105,6 +105,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "compose": {"de": "Neue Ankündigung", "en": "New announcement"},
     "targets": {"de": "An", "en": "To"},
     "body": {"de": "Text (Markdown)", "en": "Text (Markdown)"},
+    "attachment": {"de": "Anhang", "en": "Attachment"},
+    "at_most": {"de": "höchstens", "en": "at most"},
     "ack_by": {"de": "Bestätigung bis (Firmenzeit)", "en": "Acknowledge by (company time)"},
     "preview": {"de": "Vorschau", "en": "Preview"},
     "send": {"de": "Senden", "en": "Send"},

@@ -22,13 +22,16 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from markupsafe import Markup
+from multidict import MultiDict
 
+from provisioner.announcements.media_limits import MediaLimits, load_media_limits
 from provisioner.console.config import ConsoleSettings
 from provisioner.console.i18n import pick_language, translate
 from provisioner.console.sessions import ConsoleSession, LoginLimiter, SessionStore
 from provisioner.console.signin import Person, console_person
+from provisioner.errors import ConfigError
 from provisioner.settings import Settings
 from provisioner.store import Store
 
@@ -73,6 +76,45 @@ class Ctx:
 
 Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
+MAX_FIELD_BYTES = 200_000
+MAX_PARTS = 500
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file from a multipart form (the announcement's attachment)."""
+
+    filename: str
+    data: bytes
+
+
+async def read_form(request: web.Request, *, max_file_bytes: int) -> MultiDict[Any]:
+    """The posted form. Multipart bodies are read part by part with our own limits (the
+    application's 1 MiB body limit is for SCIM; an attachment may be as large as the media
+    policy allows, checked again by the announcement code): 413 beyond them."""
+    if request.content_type != "multipart/form-data":
+        return MultiDict(await request.post())
+    form: MultiDict[Any] = MultiDict()
+    reader = await request.multipart()
+    for _ in range(MAX_PARTS):
+        part = await reader.next()
+        if part is None:
+            return form
+        if not isinstance(part, BodyPartReader) or part.name is None:
+            raise web.HTTPBadRequest(text="unexpected multipart part")
+        limit = max_file_bytes if part.filename is not None else MAX_FIELD_BYTES
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data.extend(chunk)
+            if len(data) > limit:
+                raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+        if part.filename is not None:
+            if data:
+                form.add(part.name, Upload(filename=Path(part.filename).name, data=bytes(data)))
+        else:
+            form.add(part.name, data.decode("utf-8", errors="replace"))
+    raise web.HTTPBadRequest(text="too many form parts")
+
 
 def safe_next(value: str | None) -> str:
     """Only a path inside the console: never an open redirect."""
@@ -101,6 +143,24 @@ class Console:
                                       trim_blocks=True, lstrip_blocks=True)
         self.env.filters["local"] = self.local_time
         self.trusted = [ipaddress.ip_network(a, strict=False) for a in config.trusted_proxies]
+        self._media_limits: MediaLimits | None = None
+
+    @property
+    def media_limits(self) -> MediaLimits | None:
+        """The media policy's upload limits from homeserver.yaml; None: unreadable, and
+        then the console takes no attachments (fail closed)."""
+        if self._media_limits is None:
+            try:
+                self._media_limits = load_media_limits(self.settings.homeserver_config)
+            except ConfigError as exc:
+                logger.error("console: no attachments: %s", exc)
+                return None
+        return self._media_limits
+
+    @property
+    def max_upload_bytes(self) -> int:
+        limits = self.media_limits
+        return limits.max_upload_bytes if limits is not None else 0
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -192,7 +252,7 @@ class Console:
                                    request.method, request.path)
                     return self.refuse(ctx, 403, "forbidden")
                 if request.method == "POST":
-                    ctx.form = await request.post()
+                    ctx.form = await read_form(request, max_file_bytes=self.max_upload_bytes)
                     if not self.csrf_ok(ctx):
                         logger.warning("console: %s sent %s without a valid CSRF token",
                                        ctx.person.user_id, request.path)

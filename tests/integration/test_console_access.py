@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.harness.slapd_server import SlapdServer
 from tests.harness.synapse_server import SynapseServer
@@ -287,3 +288,33 @@ def test_hr_rehires_a_person_offboarded_by_mistake(company: Company) -> None:
     hr_actor = f"console:{company.mxid('hr')}"
     assert (hr_actor, "account.offboard") in rows and (hr_actor, "account.rehire") in rows
     assert company.env.login(li).status_code == 200
+
+
+def test_comms_attaches_a_file_within_the_media_policy_and_a_program_is_refused(
+        company: Company) -> None:
+    from provisioner.store.announcement_models import AnnouncementPostRow, AnnouncementRow
+
+    def announcements() -> list[int]:
+        with company.env.store.session() as s:
+            return list(s.scalars(select(AnnouncementRow.id)))
+
+    before = announcements()
+    comms, _ = company.sign_in("comms")
+    with closing(comms):
+        page = comms.get("/console/announcements")
+        assert 'id="attachment"' in page.text and "at most 50 MB" in page.text
+        form = {"csrf": csrf_of(page.text), "targets": "department:Recht",
+                "body": "Neue Datenschutzrichtlinie im Anhang", "do": "send"}
+        refused = comms.post("/console/announcements", data=form, files={
+            "attachment": ("setup.exe", b"MZ\x90\x00harmless", "application/octet-stream")})
+        assert refused.status_code == 400
+        assert "attachment setup.exe: files of type application/" in refused.text
+        assert announcements() == before
+        sent = comms.post("/console/announcements", data=form, files={
+            "attachment": ("Richtlinie.pdf", b"%PDF-1.4\n%hauspost\n", "application/pdf")})
+        assert sent.status_code == 303, sent.text[:2000]
+    (new,) = [a for a in announcements() if a not in before]
+    with company.env.store.session() as s:
+        kinds = sorted(s.scalars(select(AnnouncementPostRow.kind).where(
+            AnnouncementPostRow.announcement_id == new)))
+    assert kinds == ["attachment", "text"]
