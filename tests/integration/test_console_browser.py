@@ -80,6 +80,12 @@ async def test_hr_offboards_a_leaver_and_the_live_token_dies(company: Company,
         assert "deaktiviert" in await page.inner_text("#account-state")
         assert "account.offboard" in await page.inner_text("#audit")
         await page.screenshot(path=str(shots / "console-offboarded.png"), full_page=True)
+        # Readable on a phone: nothing wider than the screen but the (scrollable) tables.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(company.url + "/people?q=vertrieb")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, width
+        await page.screenshot(path=str(shots / "console-phone.png"))
     assert outside == []
     gone = company.env.whoami(token)
     assert gone.status_code == 401 and gone.json()["errcode"] == "M_UNKNOWN_TOKEN"
