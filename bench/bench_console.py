@@ -7,8 +7,11 @@ group rooms and 3,000 rooms employees made themselves; an announcement to all 10
 6,200 acknowledgements. The console runs in-process on loopback behind its real aiohttp
 application (sessions, CSRF, roles, templates); the client is httpx, one request at a time.
 
-Printed per page: p50, p95 and max in ms over the requests, and p95 as a multiple of the
-baseline measured in the same run (the console's static style sheet: the HTTP floor).
+Printed per page: the first request (cold: templates compiled, the people index and the
+reach report built), then p50, p95 and max in ms over the following requests, and p95 as a
+multiple of the baseline measured in the same run (the console's static style sheet: the
+HTTP floor). Between requests nothing changes, so the people index and the report cache
+stay warm, as they do between a person's clicks.
 Target (issue 12): people search and access review p95 under 300 ms.
 
     .venv/bin/python bench/bench_console.py [--employees 10000] [--requests 40]
@@ -159,6 +162,7 @@ async def measure(n: int, requests: int) -> None:
                  ("access review", "/console/review"),
                  (f"reach: announcement to {n:,}", "/console/announcements/1")]
         results: dict[str, list[float]] = {}
+        cold: dict[str, float] = {}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}",
                                      cookies={COOKIE: session.sid}, timeout=60) as client:
             for label, path in pages:
@@ -169,6 +173,8 @@ async def measure(n: int, requests: int) -> None:
                     elapsed = (time.perf_counter() - started) * 1000
                     if response.status_code != 200:
                         raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+                    if i == 0:
+                        cold[label] = elapsed
                     if i >= 3:  # warm-up: template compilation, caches
                         times.append(elapsed)
                 results[label] = times
@@ -176,11 +182,12 @@ async def measure(n: int, requests: int) -> None:
         store.close()
     base = pct(results[pages[0][0]], 0.95)
     print(f"Console render, {n} employees, {requests} requests per page (after 3 warm-up)")
-    print(f"{'page':42} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p95/base':>9}")
+    print(f"{'page':42} {'first ms':>9} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+          f"{'p95/base':>9}")
     for label, times in results.items():
         p95 = pct(times, 0.95)
-        print(f"{label:42} {statistics.median(times):8.1f} {p95:8.1f} {max(times):8.1f} "
-              f"{p95 / base:9.1f}")
+        print(f"{label:42} {cold[label]:9.1f} {statistics.median(times):8.1f} {p95:8.1f} "
+              f"{max(times):8.1f} {p95 / base:9.1f}")
     worst = max(pct(t, 0.95) for label, t in results.items() if not label.startswith("base"))
     print(f"worst p95 {worst:.1f} ms — target under 300 ms: {'met' if worst < 300 else 'MISSED'}")
 

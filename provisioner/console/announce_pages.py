@@ -9,11 +9,13 @@ the report model `hauspost announcements report` renders; it reloads itself ever
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provisioner.announcements.compose import (
     AnnouncementInputError,
@@ -34,12 +36,14 @@ from provisioner.announcements.send import announce_with_settings
 from provisioner.announcements.targets import TargetError
 from provisioner.console.web import PREFIX, Console, Ctx, Upload
 from provisioner.errors import HauspostError
-from provisioner.store.announcement_models import AnnouncementRow
+from provisioner.store.announcement_models import AnnouncementRow, NoticeRow, RecipientRow
 from provisioner.store.models import AccountRow, EmployeeRow
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY = 20_000
+#: Names listed on the reach page; all of them are in the CSV and the printable report.
+SHOWN_MISSING = 300
 
 
 def target_options(console: Console) -> list[tuple[str, str]]:
@@ -57,7 +61,46 @@ def target_options(console: Console) -> list[tuple[str, str]]:
             + [(f"group:{g}", g) for g in groups])
 
 
+class ReportCache:
+    """The last report per announcement, reused while its recipients and notices are
+    unchanged (one aggregate query): the reach page reloads every 30 s on many screens,
+    and 10,000 recipients take a fifth of a second to load."""
+
+    def __init__(self) -> None:
+        self._reports: dict[int, tuple[tuple[Any, ...], Report]] = {}
+
+    @staticmethod
+    def fingerprint(console: Console, announcement_id: int) -> tuple[Any, ...]:
+        with console.store.session() as session:
+            recipients = session.execute(
+                select(func.count(), func.count(RecipientRow.seen_at),
+                       func.count(RecipientRow.acked_at), func.max(RecipientRow.acked_at),
+                       func.max(RecipientRow.seen_at), func.sum(RecipientRow.devices))
+                .where(RecipientRow.announcement_id == announcement_id)).one()
+            notices = session.execute(
+                select(func.count(), func.count(NoticeRow.sent_at), func.max(NoticeRow.id))
+                .where(NoticeRow.announcement_id == announcement_id)).one()
+            announcement = session.execute(
+                select(AnnouncementRow.status, AnnouncementRow.purged_at,
+                       AnnouncementRow.delivered_total)
+                .where(AnnouncementRow.id == announcement_id)).one_or_none()
+        return (*recipients, *notices, announcement)
+
+    def get(self, console: Console, announcement_id: int) -> Report:
+        key = self.fingerprint(console, announcement_id)
+        cached = self._reports.get(announcement_id)
+        now = datetime.now(UTC)
+        if cached is not None and cached[0] == key:
+            return replace(cached[1], as_of=now)
+        report = build_report(console.store, announcement_id, time_zone=console.time_zone,
+                              as_of=now)
+        self._reports[announcement_id] = (key, report)
+        return report
+
+
 def add_routes(app: web.Application, console: Console) -> None:
+    cache = ReportCache()
+
     def compose_page(ctx: Ctx, *, status: int = 200, error: str | None = None,
                      preview: Markup | None = None) -> web.Response:
         with console.store.session() as session:
@@ -124,8 +167,7 @@ def add_routes(app: web.Application, console: Console) -> None:
 
     def report_of(ctx: Ctx) -> Report | None:
         try:
-            return build_report(console.store, int(ctx.request.match_info["id"]),
-                                time_zone=console.time_zone)
+            return cache.get(console, int(ctx.request.match_info["id"]))
         except (ValueError, UnknownAnnouncementError):
             return None
 
@@ -134,7 +176,7 @@ def add_routes(app: web.Application, console: Console) -> None:
         report = report_of(ctx)
         if report is None:
             return console.refuse(ctx, 404, "not_found")
-        return console.render(ctx, "reach.html", r=report,
+        return console.render(ctx, "reach.html", r=report, shown_missing=SHOWN_MISSING,
                               chart=Markup(ack_chart_svg(report, ctx.lang)))  # noqa: S704
 
     @console.guard("comms", "auditor")

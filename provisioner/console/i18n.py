@@ -122,6 +122,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "sent_at": {"de": "Gesendet", "en": "Sent"},
     "manager_summary": {"de": "Zusammenfassung an Vorgesetzte", "en": "Manager summary"},
     "printable": {"de": "Bericht zum Drucken", "en": "Printable report"},
+    "more_in_csv": {"de": "… und %(count)s weitere (alle in der CSV-Datei und im Bericht).",
+                    "en": "… and %(count)s more (all of them in the CSV and the report)."},
     "download_csv": {"de": "CSV herunterladen", "en": "Download CSV"},
     "deadline": {"de": "Frist", "en": "Deadline"},
     "none": {"de": "keine", "en": "none"},

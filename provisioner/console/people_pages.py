@@ -21,7 +21,7 @@ from provisioner.accounts.offboard import (
     offboard_with_settings,
     release_offboarding_hold,
 )
-from provisioner.console.queries import person_detail, search_people
+from provisioner.console.queries import PeopleIndex, person_detail, search_people
 from provisioner.console.web import PREFIX, Console, Ctx
 from provisioner.errors import HauspostError
 from provisioner.homeserver.service_account import ensure_service_token
@@ -37,10 +37,12 @@ MAX_REASON = 500
 
 def add_routes(app: web.Application, console: Console, *,
                on_queued: Callable[[], None]) -> None:
+    index = PeopleIndex()
+
     @console.guard("hr", "it")
     async def people(ctx: Ctx) -> web.StreamResponse:
         query = ctx.request.query.get("q", "")[:MAX_QUERY]
-        result = search_people(console.store, query)
+        result = search_people(console.store, query, index=index)
         return console.render(ctx, "people.html", query=query, result=result)
 
     async def joined_rooms(user_id: str) -> list[tuple[str, str | None]]:
