@@ -46,6 +46,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "groups": {"de": "Gruppen", "en": "Groups"},
     "email": {"de": "E-Mail", "en": "E-mail"},
     "directory_status": {"de": "Status im Verzeichnis", "en": "Directory status"},
+    "status_active": {"de": "aktiv", "en": "active"},
+    "status_inactive": {"de": "ausgeschieden / gesperrt", "en": "left / disabled"},
     "leave_date": {"de": "Austrittsdatum", "en": "Leave date"},
     "account": {"de": "Konto", "en": "Account"},
     "account_active": {"de": "aktiv", "en": "active"},

@@ -64,6 +64,8 @@ async def test_hr_offboards_a_leaver_and_the_live_token_dies(company: Company,
     token = company.env.token(leaver)
     assert company.env.whoami(token).status_code == 200
     async with chromium_page(locale="de-DE", viewport=(1100, 800)) as (page, outside):
+        dialogs: list[str] = []  # a script that ran would open one (the XSS name's alert)
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))
         await sign_in(page, company, "hr")
         await page.click("nav >> text=Personen")
         await page.fill("#q", "zoe orsted")
@@ -85,6 +87,8 @@ async def test_hr_offboards_a_leaver_and_the_live_token_dies(company: Company,
         await page.goto(company.url + "/people?q=vertrieb")
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, width
+        assert "<script>alert('x')</script> Böse" in await page.inner_text("#people")
+        assert dialogs == []
         await page.screenshot(path=str(shots / "console-phone.png"))
     assert outside == []
     gone = company.env.whoami(token)
