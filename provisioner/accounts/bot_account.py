@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
+from provisioner.errors import ConfigError
 from provisioner.homeserver.service_account import ensure_service_token, exempt_user
 from provisioner.homeserver.synapse_admin import SynapseAdmin, q
 from provisioner.private_files import write_private
@@ -88,11 +89,18 @@ async def bootstrap_own_accounts(settings: Settings) -> str:
 async def exempt_own_accounts(settings: Settings, admin: SynapseAdmin) -> list[str]:
     """`hauspost run` at start: the service account and (if its account exists) the
     announcement bot are exempt from per-user rate limits; returns the ones that were not."""
-    bot = bot_user_id(load_announcement_config(settings.data_dir), settings.server_name)
+    try:
+        bot: str | None = bot_user_id(load_announcement_config(settings.data_dir),
+                                      settings.server_name)
+    except ConfigError as exc:
+        # Serving the homeserver must not hinge on the announcements' file; `announce`
+        # reports the error, and the bot's own start checks its exemption again.
+        logger.error("the announcement bot's rate limits are not checked: %s", exc)
+        bot = None
     lifted: list[str] = []
     for user_id in (settings.service_user_id, bot):
-        if user_id == bot and await admin.get_account(user_id) is None:
-            continue  # created (and exempted) by its first `announce` or room sync
+        if user_id is None or (user_id == bot and await admin.get_account(user_id) is None):
+            continue  # the bot: created (and exempted) by its first `announce` or room sync
         if await exempt_user(admin, user_id):
             lifted.append(user_id)
     return lifted

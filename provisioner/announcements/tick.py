@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -301,16 +302,21 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     """The tick's work with an open bot (the service keeps one bot open between ticks).
     `now` decides what is due; what is written down carries the real time."""
     result = TickResult()
+    started = time.perf_counter()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
     result.room_keys = await share_with_new_devices(bot, store)
     if result.room_keys:
         _audit_room_keys(store, actor, result.room_keys)
     planned = plan_notices(store, now, config, locale)
-    if await open_direct_rooms(bot, store, {n.user_id for n in planned}):
+    synced = time.perf_counter()
+    opened = await open_direct_rooms(bot, store, {n.user_id for n in planned})
+    created = time.perf_counter()
+    if opened:
         await bot.sync()  # nio learns the new rooms once, not once per room
     sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     if planned:
         await bot.query_device_keys()  # once for everyone, not racing inside each send
+    ready = time.perf_counter()
     by_person: dict[str, list[PlannedNotice]] = defaultdict(list)
     for notice in planned:
         by_person[notice.user_id].append(notice)
@@ -325,6 +331,11 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
                     sent[(notice.announcement_id, notice.stage)].append(sent_at)
 
     await asyncio.gather(*(send_to(n) for _, n in sorted(by_person.items())))
+    if planned:
+        logger.info("tick: %d notices, %d new direct chats; sync and room keys %.2f s, "
+                    "direct chats %.2f s, sync and device keys %.2f s, sending %.2f s",
+                    len(planned), opened, synced - started, created - synced,
+                    ready - created, time.perf_counter() - ready)
     failed = Counter((a, s) for a, _, s, _ in result.failed)
     if sent or failed:
         _audit_notices(store, actor, now, sent, failed)

@@ -39,6 +39,7 @@ from nio.crypto.attachments import decrypt_attachment
 from nio.exceptions import EncryptionError
 from sqlalchemy import func, select
 
+from provisioner.accounts.bot_account import bootstrap_own_accounts
 from provisioner.announcements import bot as bot_module
 from provisioner.announcements.compose import validate_request
 from provisioner.announcements.config import load_announcement_config
@@ -765,3 +766,40 @@ async def test_a_recipient_s_new_device_reads_it_after_one_tick_nobody_else_s_do
             assert (row.user_id, row.ack_via) == (person, "reaction")
     finally:
         await close_all(phone, outsider, *([tablet] if tablet else []))
+
+
+# --- our own bots are never throttled (issue 19) --------------------------------------------
+
+def _exempt(company: Company, user_id: str) -> bool:
+    with company.server.admin() as c:
+        resp = c.get(f"/_synapse/admin/v1/users/{quote(user_id)}/override_ratelimit")
+        resp.raise_for_status()
+        return bool(resp.json() == {"messages_per_second": 0, "burst_count": 0})
+
+
+def _lift_exemption(company: Company, user_id: str) -> None:
+    with company.server.admin() as c:
+        c.delete(f"/_synapse/admin/v1/users/{quote(user_id)}/override_ratelimit"
+                 ).raise_for_status()
+
+
+async def test_the_bot_and_the_service_account_are_exempt_checked_at_every_start(
+        company: Company) -> None:
+    await run_tick(company.settings)  # the bot exists (run alone, this is its first start)
+    bot, service = _bot_id(company), company.server.admin_user_id
+    assert _exempt(company, bot) and _exempt(company, service)
+    device = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
+
+    # Someone removed both overrides: `hauspost run` puts them back once Synapse answers.
+    for user in (bot, service):
+        _lift_exemption(company, user)
+    await bootstrap_own_accounts(company.settings)
+    assert _exempt(company, bot) and _exempt(company, service)
+
+    # The bot's own start checks it as well, and the audit log says it had to be set.
+    _lift_exemption(company, bot)
+    await run_tick(company.settings)
+    assert _exempt(company, bot)
+    assert [r.target for r in _audit_rows(company, action="bot.rate_limits_lifted")] == [bot]
+    # And it did so without a new login: still the one device, the same token.
+    assert json.loads((company.data_dir / "keys" / "bot_device.json").read_text()) == device
