@@ -8,7 +8,9 @@
   skipped cannot make an account that no plan shows. Decided in
   `check_registration_for_spam`, which Synapse calls at the start of every registration,
   from the HTTP request being served (only admin-API paths, which Synapse serves to server
-  admins and the registration shared secret alone, may create accounts).
+  admins and the registration shared secret alone, and the provisioner's batched path of
+  `synapse_modules.accounts_batch`, which serves the service account alone, may create
+  accounts).
 * **Names and faces from HR in every room.** A membership event that shows a display name
   or avatar other than the person's global profile (which only the provisioner sets) is
   refused for everyone but the provisioner: no "Geschäftsführung" per-room nickname, even
@@ -30,6 +32,7 @@ from synapse.spam_checker_api import RegistrationBehaviour
 
 from synapse_modules._config import ConfigReader
 from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
+from synapse_modules.accounts_batch import BATCH_PATH
 from synapse_modules.request_context import current_request_path
 
 logger = logging.getLogger(__name__)
@@ -63,8 +66,10 @@ def parse_identity_config(raw: object) -> IdentityConfig:
 
 
 def refuse_registration(request_path: str | None) -> Refusal | None:
-    """Only the admin API creates accounts; a registration outside a request is refused."""
-    if request_path is not None and request_path.startswith(ADMIN_API_PREFIX):
+    """Only the admin API and the provisioner's batched path create accounts; a
+    registration outside a request is refused."""
+    if request_path is not None and (request_path.startswith(ADMIN_API_PREFIX)
+                                     or request_path == BATCH_PATH):
         return None
     return Refusal(REGISTRATION_REFUSED)
 

@@ -123,6 +123,16 @@ def identity_policy(service_user_id: str) -> ModuleEntry:
     )
 
 
+def accounts_batch(service_user_id: str) -> ModuleEntry:
+    """Many accounts in one request, for the service account only (the first sync)."""
+    return ModuleEntry(
+        module="synapse_modules.accounts_batch.AccountsBatch",
+        config={"provisioner_users": [service_user_id], "max_batch": 500},
+        why="the first sync creates accounts in batches, not one request each; "
+            "docs/scale-out.md",
+    )
+
+
 def leaver_sessions() -> ModuleEntry:
     """No token acts as a deactivated account: login-as tokens die with the account."""
     return ModuleEntry(
@@ -158,6 +168,7 @@ def default_modules(server_name: str, service_user_id: str,
     if ldap is not None:
         entries.append(ldap_login(ldap))
     entries.append(identity_policy(service_user_id))
+    entries.append(accounts_batch(service_user_id))
     entries.append(leaver_sessions())
     entries.append(membership_policy(service_user_id))
     entries.append(managed_rooms(service_user_id))

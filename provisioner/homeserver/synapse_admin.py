@@ -20,6 +20,7 @@ from provisioner.errors import HauspostError
 
 logger = logging.getLogger(__name__)
 
+ACCOUNTS_BATCH_PATH = "/_synapse/client/hauspost/accounts/batch"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -170,6 +171,29 @@ class SynapseAdmin:
             body["password"] = password
         await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
                            ok=(200, 201))
+
+    async def accounts_batch_size(self) -> int | None:
+        """How many accounts Synapse's batched path (synapse_modules.accounts_batch) takes
+        per request; None when it is not there (404) or refuses us (403)."""
+        resp = await self.request("GET", ACCOUNTS_BATCH_PATH, ok=(200, 403, 404))
+        if resp.status_code != 200:
+            if resp.status_code == 403:
+                logger.warning("Synapse's batched account path refuses the service account "
+                               "(is it the module's provisioner_users?); using the admin API")
+            return None
+        size = resp.json().get("max_batch")
+        return size if isinstance(size, int) and size > 0 else None
+
+    async def create_accounts_batch(self, entries: list[dict[str, Any]]
+                                    ) -> list[dict[str, Any]]:
+        """Create accounts in one request; one result per entry, in order: `user_id`, and
+        `error` / `errcode` for an entry that was not created."""
+        resp = await self.request("POST", ACCOUNTS_BATCH_PATH, json={"accounts": entries})
+        results = resp.json().get("results")
+        if not isinstance(results, list) or len(results) != len(entries):
+            raise AdminApiError("POST", ACCOUNTS_BATCH_PATH, resp.status_code, None,
+                                "answered a result list that does not match the batch")
+        return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
 
     async def set_display_name(self, user_id: str, display_name: str) -> None:
         await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}",

@@ -129,10 +129,13 @@ async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
 async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
                    force: bool = False, now: datetime | None = None, actor: str,
                    progress: bool = True, reader: DirectoryReader = read_directory,
-                   store: Store | None = None, if_changed: bool = False) -> SyncOutcome:
+                   store: Store | None = None, if_changed: bool = False,
+                   batched_accounts: bool = True) -> SyncOutcome:
     """Plan, and unless `dry_run`, apply. Raises MassDeactivationError (nothing changed)
     when the guard trips and `force` is not given. With `if_changed`, a plan without
-    account or room changes starts no run (the outcome has no `run_id`)."""
+    account or room changes starts no run (the outcome has no `run_id`). Without
+    `batched_accounts`, new accounts go through the admin API even where Synapse has the
+    batched path (benchmarks and tests compare the two)."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     # A broken room policy stops the run before anything changes (file:line errors).
@@ -145,7 +148,8 @@ async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
         with run_lock(store, "sync", holder=actor):
             return await _sync_locked(settings, token, store, now, reader, started,
                                       force=force, actor=actor, progress=progress,
-                                      if_changed=if_changed)
+                                      if_changed=if_changed,
+                                      batched_accounts=batched_accounts)
     finally:
         if own_store:
             store.close()
@@ -167,7 +171,8 @@ async def _plan_only(settings: Settings, token: str, store: Store, now: datetime
 
 async def _sync_locked(settings: Settings, token: str, store: Store, now: datetime,
                        reader: DirectoryReader, started: float, *, force: bool, actor: str,
-                       progress: bool, if_changed: bool) -> SyncOutcome:
+                       progress: bool, if_changed: bool,
+                       batched_accounts: bool = True) -> SyncOutcome:
     policy = policy_for(settings)
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
@@ -210,7 +215,7 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
                                            "managed_active": plan.managed_active})
         options = ApplyOptions(concurrency=settings.sync.concurrency,
                                initial_password=initial_password(settings),
-                               progress=progress)
+                               progress=progress, batched_accounts=batched_accounts)
         phases["store_employees"] = time.monotonic() - t_save
         outcome = SyncOutcome(plan=plan, dry_run=False, run_id=run_id,
                               guard_would_trip=tripped, phases=phases)
