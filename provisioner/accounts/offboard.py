@@ -17,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
 
 from provisioner.accounts.policy import policy_for
 from provisioner.errors import EXIT_CONFIG, HauspostError
@@ -77,8 +80,11 @@ class OffboardResult:
 
 async def offboard(admin: SynapseAdmin, store: Store, target: str, *, server_name: str,
                    protected: frozenset[str], reason: str, erase: bool, actor: str,
-                   wait_for_rooms: bool = True, started: float | None = None) -> OffboardResult:
-    """Offboard one person by employee id or Matrix ID, audited, at once."""
+                   wait_for_rooms: bool = True, started: float | None = None,
+                   record: Callable[[Session], None] | None = None) -> OffboardResult:
+    """Offboard one person by employee id or Matrix ID, audited, at once. `record` runs in
+    the transaction of the audit row (the service marks its job done there, so a crash
+    can't leave a done offboarding queued to be audited a second time)."""
     t0 = started if started is not None else time.monotonic()
     with store.session() as session:
         if target.startswith("@"):
@@ -120,6 +126,8 @@ async def offboard(admin: SynapseAdmin, store: Store, target: str, *, server_nam
             details={"employee_id": employee_id, "erase": erase,
                      "already_deactivated": already, "devices_deleted_after": devices_after,
                      "access_ended_ms": round(access_ended * 1000, 1)})
+        if record is not None:
+            record(session)
     rooms: list[str] = []
     if wait_for_rooms:
         rooms = await wait_until_parted(admin, user_id)

@@ -6,7 +6,8 @@ exact. Each write is one store transaction holding the resource, its audit row (
 client as actor) and the jobs it causes (offboard, reconcile, and with `rooms_follow` a
 room sync for membership changes, provisioner/scim/effects.py); the HTTP answer is sent
 only after that commit. If the commit fails the index is reloaded from the store, so the
-client's view and the store never differ.
+client's view and the store never differ; if the reload fails too (the database is down),
+every later request reloads first, so nothing is answered from an index the store lost.
 
 Passwords a client sends (Okta does on create) are dropped: Hauspost never keeps them.
 """
@@ -120,6 +121,9 @@ class HauspostScimStorage(AsyncScimStorage):
         # "is an offboarding of this account already pending?" check and the insert that
         # follows are never interleaved with another writer's.
         self._lock = lock or asyncio.Lock()
+        #: The index may differ from the store: a write failed and so did the reload
+        #: after it (the database was down). Every request reloads first until one works.
+        self._stale = False
 
     # --- loading ----------------------------------------------------------------------
 
@@ -141,6 +145,21 @@ class HauspostScimStorage(AsyncScimStorage):
         self._links = links
         return len(resources)
 
+    async def _reload_after_failure(self) -> None:
+        try:
+            await asyncio.to_thread(self.load)
+        except Exception:
+            logger.error("SCIM: the index could not be reloaded from the store after a failed "
+                         "write; every request reloads it first until that works")
+            self._stale = True
+            raise
+
+    async def _fresh(self) -> None:
+        if self._stale:
+            await asyncio.to_thread(self.load)
+            self._stale = False
+            logger.info("SCIM: the index was reloaded from the store")
+
     def operation(self) -> AbstractAsyncContextManager[None]:
         # One write at a time: read-modify-write of PATCH/PUT stays atomic.
         return self._lock
@@ -149,16 +168,19 @@ class HauspostScimStorage(AsyncScimStorage):
 
     async def get(self, resource_type: ResourceType, resource_id: str, *,
                   response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
+        await self._fresh()
         return self._index.get(resource_type, resource_id)
 
     async def search(self, resource_types: list[ResourceType],
                      search_request: SearchRequest[Any], *, position: Any = None) -> SearchPage:
+        await self._fresh()
         return search_page(self._index, resource_types, search_request, position)
 
     # --- writes -----------------------------------------------------------------------
 
     async def create(self, resource_type: ResourceType,
                      resource: Resource[Any]) -> Resource[Any]:
+        await self._fresh()
         resource = _strip_password(resource)
         person: ScimPerson | None = None
         if _is_user(resource_type):
@@ -177,7 +199,7 @@ class HauspostScimStorage(AsyncScimStorage):
                                     f"scim.{_kind(resource_type)}.create",
                                     self._describe(None, created, person))
         except BaseException:
-            await asyncio.to_thread(self.load)
+            await self._reload_after_failure()
             raise
         if link is not None:
             self._links[str(created.id)] = link
@@ -186,6 +208,7 @@ class HauspostScimStorage(AsyncScimStorage):
 
     async def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                      expected_version: str | None = None) -> Resource[Any]:
+        await self._fresh()
         resource = _strip_password(resource)
         old = self._index.get(resource_type, str(resource.id))
         link = self._links.get(str(resource.id))
@@ -206,13 +229,14 @@ class HauspostScimStorage(AsyncScimStorage):
             await asyncio.to_thread(self._persist, resource_type, updated, None, link, jobs,
                                     f"scim.{_kind(resource_type)}.update", details)
         except BaseException:
-            await asyncio.to_thread(self.load)
+            await self._reload_after_failure()
             raise
         self._after(jobs)
         return updated
 
     async def delete(self, resource_type: ResourceType, resource_id: str, *,
                      expected_version: str | None = None) -> None:
+        await self._fresh()
         old = self._index.get(resource_type, resource_id)
         link = self._links.get(resource_id)
         jobs: list[JobSpec] = []
@@ -226,7 +250,7 @@ class HauspostScimStorage(AsyncScimStorage):
                                     f"scim.{_kind(resource_type)}.delete",
                                     self._describe(old, None, None))
         except BaseException:
-            await asyncio.to_thread(self.load)
+            await self._reload_after_failure()
             raise
         self._links.pop(resource_id, None)
         self._after(jobs)

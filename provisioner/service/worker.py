@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.accounts.apply import ApplyOptions, apply_plan
 from provisioner.accounts.offboard import OffboardRefusedError, offboard
@@ -41,6 +42,7 @@ from provisioner.store.jobs import (
     KIND_RECONCILE,
     KIND_ROOMS,
     KIND_SYNC,
+    backoff,
     due_jobs,
     mark_done,
     mark_failed,
@@ -104,14 +106,28 @@ class JobWorker:
     # --- the loop ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = 0
         while not stop.is_set():
             self._wakeup.clear()
-            ran = await self.run_due(stop)
-            if ran:
-                continue
-            with self.store.session() as session:
-                due = next_due_at(session)
-            timeout = IDLE_POLL_SECONDS
+            try:
+                ran = await self.run_due(stop)
+                if ran:
+                    outage = 0
+                    continue
+                with self.store.session() as session:
+                    due = next_due_at(session)
+                outage = 0
+            except SQLAlchemyError as exc:
+                # The store is gone (a database restart): the jobs stay pending in it, so
+                # wait and look again; the worker must outlive the outage, not end with it.
+                outage += 1
+                timeout = backoff(outage, self.settings.service.retry_base_seconds,
+                                  self.settings.service.retry_max_seconds)
+                logger.error("the store is not available (%s: %s); looking again in %.0f s",
+                             type(exc).__name__, str(exc).splitlines()[0], timeout)
+                due = None
+            else:
+                timeout = IDLE_POLL_SECONDS
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - self.clock()).total_seconds()))
             stop_wait = asyncio.ensure_future(stop.wait())
@@ -188,7 +204,8 @@ class JobWorker:
         result = await offboard(admin, self.store, target, server_name=self.settings.server_name,
                                 protected=policy_for(self.settings).protected,
                                 reason=job.reason or "offboarded by HR", erase=False,
-                                actor=job.actor, wait_for_rooms=False)
+                                actor=job.actor, wait_for_rooms=False,
+                                record=lambda session: mark_done(session, job.id, self.clock()))
         logger.info("offboarded %s (job %d): access ended after %.0f ms", result.user_id, job.id,
                     result.access_ended_seconds * 1000)
 

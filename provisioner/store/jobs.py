@@ -27,6 +27,8 @@ KIND_ROOMS = "rooms"
 KINDS = (KIND_OFFBOARD, KIND_RECONCILE, KIND_SYNC, KIND_ROOMS)
 #: Kinds that change one account; a room sync waits for those accepted before it.
 ACCOUNT_KINDS = (KIND_OFFBOARD, KIND_RECONCILE)
+#: Payload key of a room sync: it also waits for pending account changes up to this job id.
+AFTER_JOB = "after_job"
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,12 @@ def enqueue(session: Session, spec: JobSpec, *, actor: str, source: str,
                                         ServiceJobRow.state == JOB_PENDING)
             .order_by(ServiceJobRow.id)).first()
         if existing is not None:
+            if spec.kind == KIND_ROOMS:
+                # The request is folded into an older room sync, which must now also wait
+                # for the account changes accepted up to here (this request's own new hire
+                # among them), or it could run before them and leave the new hire out.
+                latest = session.scalar(select(func.max(ServiceJobRow.id)))
+                existing.payload = {**(existing.payload or {}), AFTER_JOB: int(latest or 0)}
             return existing
     when = max(spec.not_before, now) if spec.not_before else now
     row = ServiceJobRow(kind=spec.kind, target=spec.target, dedupe_key=spec.dedupe_key,
@@ -69,18 +77,21 @@ def enqueue(session: Session, spec: JobSpec, *, actor: str, source: str,
 def due_jobs(session: Session, now: datetime, limit: int = 50) -> list[ServiceJobRow]:
     """Pending jobs whose time has come, oldest first; a job waits while an older pending
     job of the same target exists (changes to one person apply in the order accepted), and
-    a room sync waits while an older account change is pending (a new hire's account must
-    exist before the room sync can add it)."""
+    a room sync waits while an account change accepted before it, or before a later request
+    folded into it, is pending (a new hire's account must exist before the room sync can
+    add it)."""
     pending = session.scalars(select(ServiceJobRow).where(ServiceJobRow.state == JOB_PENDING)
                               .order_by(ServiceJobRow.id)).all()
     blocked: set[str] = set()
     account_change_pending = False
+    account_jobs = [job.id for job in pending if job.kind in ACCOUNT_KINDS]
     out: list[ServiceJobRow] = []
     for job in pending:
         if job.target in blocked:
             continue
         blocked.add(job.target)
-        if job.kind == KIND_ROOMS and account_change_pending:
+        if job.kind == KIND_ROOMS and (account_change_pending or any(
+                i <= int((job.payload or {}).get(AFTER_JOB, 0)) for i in account_jobs)):
             continue
         account_change_pending |= job.kind in ACCOUNT_KINDS
         if job.next_attempt_at <= now:
@@ -106,6 +117,8 @@ def mark_done(session: Session, job_id: int, now: datetime) -> None:
     job = session.get(ServiceJobRow, job_id)
     if job is None:
         raise LookupError(f"job {job_id} not found")
+    if job.state == JOB_DONE:  # already marked with the change it made (an offboarding)
+        return
     job.state = JOB_DONE
     job.attempts += 1
     job.finished_at = now

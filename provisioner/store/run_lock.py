@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 EXIT_LOCKED = 7
 
+#: Locks this process holds now. A row naming this process but no lock held here was left
+#: behind when the store could not be reached at release (a database restart mid-run).
+_HELD: set[str] = set()
+
 
 class RunLockedError(HauspostError):
     exit_code = EXIT_LOCKED
@@ -66,9 +70,12 @@ def run_lock(store: Store, name: str, *, holder: str) -> Iterator[None]:
         current = _try_insert(store, name, holder, host)
         if current is None:
             break
-        if current.host == host and current.pid > 0 and not _pid_alive(current.pid):
-            logger.warning("taking over the %s lock left by process %d (no longer running)",
-                           name, current.pid)
+        ours_but_released = current.pid == os.getpid() and name not in _HELD
+        if current.host == host and current.pid > 0 and (
+                ours_but_released or not _pid_alive(current.pid)):
+            logger.warning("taking over the %s lock left by process %d (%s)", name,
+                           current.pid, "this one, released while the store was unreachable"
+                           if ours_but_released else "no longer running")
             with store.session() as session:
                 session.execute(delete(RunLockRow).where(RunLockRow.name == name,
                                                          RunLockRow.pid == current.pid))
@@ -79,9 +86,11 @@ def run_lock(store: Store, name: str, *, holder: str) -> Iterator[None]:
             "try again when it has finished")
     else:
         raise RunLockedError(f"could not take the {name} lock; try again")
+    _HELD.add(name)
     try:
         yield
     finally:
+        _HELD.discard(name)
         with store.session() as session:
             session.execute(delete(RunLockRow).where(
                 RunLockRow.name == name, RunLockRow.pid == os.getpid(), RunLockRow.host == host))

@@ -173,6 +173,32 @@ def test_a_room_sync_waits_for_older_account_changes(store: Store) -> None:
         assert [j.id for j in due_jobs(s, NOW)] == [rooms]
 
 
+def test_a_room_sync_folded_into_an_older_one_still_waits_for_its_new_hire(
+        store: Store) -> None:
+    # Two SCIM creates: the second's room sync is the pending one of the first. Found by
+    # the fault suite: the room sync ran between the two account jobs and left the second
+    # hire out of every room until some later room sync.
+    def create(user_id: str) -> tuple[int, int]:
+        with store.session() as s:
+            reconcile = enqueue(s, JobSpec("reconcile", user_id, "create"), actor="scim:t",
+                                source="scim", now=NOW).id
+            rooms = enqueue(s, JobSpec("rooms", "rooms", "a SCIM user became active",
+                                       dedupe_key="rooms"), actor="scim:t", source="scim",
+                            now=NOW).id
+        return reconcile, rooms
+
+    first, rooms = create("@a:x")
+    with store.session() as s:
+        mark_done(s, first, NOW)
+    second, folded = create("@b:x")
+    assert folded == rooms
+    with store.session() as s:
+        assert [j.id for j in due_jobs(s, NOW)] == [second]
+        mark_done(s, second, NOW)
+    with store.session() as s:
+        assert [j.id for j in due_jobs(s, NOW)] == [rooms]
+
+
 def test_a_room_sync_is_not_held_up_by_later_account_changes(store: Store) -> None:
     with store.session() as s:
         rooms, later = [enqueue(s, spec, actor="scim:t", source="scim", now=NOW).id

@@ -230,6 +230,22 @@ def test_lock_of_a_dead_process_on_this_host_is_taken_over(store: Store) -> None
             assert row is not None and row.pid == os.getpid()
 
 
+def test_a_lock_this_process_could_not_release_is_taken_over_by_it(store: Store) -> None:
+    # The store was down when the run ended (a database restart): the row names this live
+    # process, which holds no lock any more. Found by the fault suite: `hauspost serve`
+    # refused every later sync as "another sync run is in progress" by itself.
+    import socket
+
+    with store.session() as s:
+        s.add(RunLockRow(name="sync", holder="hauspost-service", host=socket.gethostname(),
+                         pid=os.getpid(), acquired_at=NOW))
+    with run_lock(store, "sync", holder="hauspost-service"):
+        # Held now: a second taker in this process is refused as before.
+        with pytest.raises(RunLockedError):
+            with run_lock(store, "sync", holder="other"):
+                pass  # pragma: no cover
+
+
 def test_lock_held_on_another_host_is_respected(store: Store) -> None:
     with store.session() as s:
         s.add(RunLockRow(name="sync", holder="carol@ops2", host="ops2.example", pid=1,
