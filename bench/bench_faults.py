@@ -1,15 +1,20 @@
 """The fault suite's long run: seeded SIGKILLs of `hauspost sync`, Synapse and slapd during
 a sync of hires, renames (umlauts) and leavers; restart, re-run, check the invariants of
-tests/integration/fault_env.py after every iteration.
+tests/integration/fault_env.py after every iteration. Then seeded SIGKILLs of PostgreSQL
+(the store) and `hauspost serve` during SCIM jobs, the service's directory + room sync and
+offboardings (HR webhook, `hauspost offboard`), with the invariants of
+tests/integration/service_fault_env.py.
 
 One slapd and one Synapse (SQLite, LDAP login, as `hauspost init` writes it) for the whole
 run; every iteration has its own OU and store. Printed: per target the iterations, how
 many kills landed mid-sync (the killed sync did not finish with exit 0), re-runs needed,
 and every invariant violation with its seed (none expected).
 
-    .venv/bin/python bench/bench_faults.py [--iterations 51] [--seed 1000]
+    .venv/bin/python bench/bench_faults.py [--iterations 51] [--service-iterations 36]
+                                           [--seed 1000]
 
-Bounded: about 5 s an iteration (the Synapse kills cost a restart), ~5 min for 51.
+Bounded: about 5 s a sync iteration (the Synapse kills cost a restart), ~5 min for 51;
+about 15 s a service iteration (serve starts twice), ~9 min for 36.
 """
 
 from __future__ import annotations
@@ -23,22 +28,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.harness.postgres_server import start_postgres  # noqa: E402
 from tests.harness.slapd_server import start_slapd  # noqa: E402
+from tests.integration import service_fault_env as sfe  # noqa: E402
 from tests.integration.accounts_env import make_env, start_ldap_synapse  # noqa: E402
 from tests.integration.fault_env import POINTS, TARGETS, Outcome, run_iteration  # noqa: E402
+
+
+def service_plan(count: int) -> list[tuple[str, str, str]]:
+    """(target, phase, point) for each service iteration: every combination in turn (the
+    `accepted` point only where requests are sent: not for the service's own sync)."""
+    combos = [(t, ph, pt) for ph in sfe.PHASES for t in sfe.TARGETS for pt in sfe.POINTS
+              if not (ph == "sync" and pt == "accepted")]
+    return [combos[i % len(combos)] for i in range(count)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=51)
+    parser.add_argument("--service-iterations", type=int, default=36)
     parser.add_argument("--seed", type=int, default=1000)
     args = parser.parse_args()
     outcomes: list[Outcome] = []
+    service: list[sfe.ServiceOutcome] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         root = Path(tmp)
         slapd = start_slapd(root / "slapd")
         synapse = start_ldap_synapse(root / "synapse", slapd)
+        postgres = start_postgres(durable=True)
         try:
             for i in range(args.iterations):
                 seed, target = args.seed + i, TARGETS[i % len(TARGETS)]
@@ -53,7 +71,19 @@ def main() -> None:
                           f"killed sync "
                           f"exit {outcome.killed_exit}, re-runs {outcome.reruns}: {flag}",
                           file=sys.stderr)
+            for i, (target, phase, point) in enumerate(service_plan(args.service_iterations)):
+                seed = args.seed + args.iterations + i
+                workdir = root / f"svc{i}"
+                workdir.mkdir()
+                for fenv in sfe.make_service_env(synapse, slapd, postgres, workdir):
+                    s_out = sfe.run_service_iteration(fenv, seed, target, phase, point=point)
+                    service.append(s_out)
+                    flag = "ok" if not s_out.problems else "VIOLATED"
+                    print(f"seed {seed} kill {target:<8} during {phase:<8} ({point:<12}) at "
+                          f"{s_out.delay:4.2f} s: accepted {s_out.accepted}, sent again "
+                          f"{s_out.resent}: {flag}", file=sys.stderr)
         finally:
+            postgres.stop()
             synapse.stop()
             slapd.stop()
     by_target: dict[str, list[Outcome]] = defaultdict(list)
@@ -72,8 +102,20 @@ def main() -> None:
     for outcome in outcomes:
         for problem in outcome.problems:
             print(f"seed {outcome.seed} ({outcome.target}): {problem}")
-    violated = sum(1 for o in outcomes if o.problems)
-    print(f"invariants held in {len(outcomes) - violated} of {len(outcomes)} iterations")
+    print(f"{'kill':>8} {'during':>8} {'point':>13} {'runs':>5} {'accepted':>9} "
+          f"{'sent again':>11} {'violations':>11}")
+    for target, phase, point in dict.fromkeys(service_plan(args.service_iterations)):
+        rows = [o for o in service if (o.target, o.phase, o.point) == (target, phase, point)]
+        print(f"{target:>8} {phase:>8} {point:>13} {len(rows):>5} "
+              f"{sum(o.accepted for o in rows):>9} {sum(o.resent for o in rows):>11} "
+              f"{sum(len(o.problems) for o in rows):>11}")
+    for s_out in service:
+        for problem in s_out.problems:
+            print(f"seed {s_out.seed} ({s_out.target} during {s_out.phase}): {problem}")
+    violated = sum(1 for o in outcomes if o.problems) + sum(1 for o in service if o.problems)
+    total = len(outcomes) + len(service)
+    print(f"invariants held in {total - violated} of {total} iterations "
+          f"({len(outcomes)} sync kills, {len(service)} PostgreSQL/serve kills)")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,9 @@ class PostgresServer:
 
     host: str = "127.0.0.1"
     user: str = SUPERUSER
+    #: Commits are in the WAL before they are acknowledged (synchronous_commit=on), so a
+    #: SIGKILL of the server loses no acknowledged transaction (the fault suite).
+    durable: bool = False
 
     def url(self, database: str, *, driver: str = "postgresql") -> str:
         """A URL for Synapse (`postgresql://`) or SQLAlchemy (`postgresql+psycopg2://`)."""
@@ -94,6 +97,28 @@ class PostgresServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend at once (a crash, not a shutdown): they
+        share the process group the server was started in."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        # Every backend gone (and reaped) before a restart, or the new postmaster finds
+        # the old one's lock file and shared memory still in use.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError("postgres processes survived SIGKILL for 20 s")
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Start again on the same data dir and port (crash recovery replays the WAL)."""
+        self.proc = _spawn_postgres(self.bin_dir, self.root, self.port, durable=self.durable)
+        _wait_ready(self, timeout)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             # SIGINT = "fast shutdown": roll back open transactions, stop at once. Sent to
@@ -111,7 +136,7 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(timeout: float = 60.0) -> PostgresServer:
+def start_postgres(timeout: float = 60.0, *, durable: bool = False) -> PostgresServer:
     bin_dir = find_postgres_bin()
     prefix = _run_as()
     # Not under pytest's tmp_path: that is 0700 root and the postgres user can't enter it.
@@ -131,28 +156,42 @@ def start_postgres(timeout: float = 60.0) -> PostgresServer:
         shutil.rmtree(root, ignore_errors=True)
         raise RuntimeError(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
     port = free_port()
-    log = open(root / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
+    server = PostgresServer(root=root, port=port, bin_dir=bin_dir, durable=durable,
+                            proc=_spawn_postgres(bin_dir, root, port, durable=durable))
+    try:
+        _wait_ready(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _spawn_postgres(bin_dir: Path, root: Path, port: int, *,
+                    durable: bool) -> subprocess.Popen[bytes]:
+    prefix = _run_as()
+    log = open(root / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
     if prefix:
         os.chown(root / "postgres.log", pwd.getpwnam(SUPERUSER).pw_uid, -1)
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [*prefix, str(bin_dir / "postgres"), "-D", str(data), "-k", str(sockets),
-         "-h", "127.0.0.1", "-p", str(port),
-         # Test speed only: a crash loses the test database, which is thrown away anyway.
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
+    return subprocess.Popen(  # noqa: S603 - fixed argv
+        [*prefix, str(bin_dir / "postgres"), "-D", str(root / "data"), "-k",
+         str(root / "sockets"), "-h", "127.0.0.1", "-p", str(port),
+         # Test speed only: an OS crash loses the test database, thrown away anyway. A
+         # killed server keeps what it acknowledged only with synchronous_commit on.
+         "-c", "fsync=off", "-c", f"synchronous_commit={'on' if durable else 'off'}",
+         "-c", "full_page_writes=off", "-c", "max_connections=200"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = PostgresServer(root=root, port=port, proc=proc, bin_dir=bin_dir)
+
+
+def _wait_ready(server: PostgresServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = server.log_tail()
-            shutil.rmtree(root, ignore_errors=True)
-            raise RuntimeError(f"postgres exited with code {proc.returncode}:\n{tail}")
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"postgres exited with code {server.proc.returncode}:\n"
+                               f"{server.log_tail()}")
         ready = subprocess.run(  # noqa: S603 - fixed argv
-            [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"],
-            check=False)
+            [str(server.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(server.port),
+             "-q"], check=False)
         if ready.returncode == 0:
-            return server
+            return
         time.sleep(0.2)
-    server.stop()
     raise RuntimeError(f"postgres did not accept connections within {timeout:.0f} s")
