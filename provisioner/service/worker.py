@@ -3,7 +3,9 @@
 Jobs run one at a time, oldest first, through the same code paths as the CLI:
 - `offboard`  -> provisioner/accounts/offboard.py `offboard()` (what `hauspost offboard` runs);
 - `reconcile` -> the planner for this one person, applied by provisioner/accounts/apply.py
-                 (create / link / rename / e-mail / reactivate, audited like a sync);
+                 (create / link / rename / e-mail / reactivate, audited like a sync), under
+                 the sync's run lock (a `hauspost sync` at the same time is refused, or the
+                 job waits for it);
 - `sync`      -> provisioner/sync/run.py `run_sync()` (the directory sync);
 - `rooms`     -> provisioner/service/room_job.py `run_room_sync()` (the room part alone,
                  after SCIM membership changes).
@@ -49,6 +51,7 @@ from provisioner.store.jobs import (
     mark_retry,
     next_due_at,
 )
+from provisioner.store.run_lock import run_lock
 from provisioner.store.service_models import ServiceJobRow
 from provisioner.sync.run import initial_password, run_sync
 
@@ -210,6 +213,12 @@ class JobWorker:
                     result.access_ended_seconds * 1000)
 
     async def _reconcile(self, job: ServiceJobRow) -> None:
+        # Under the sync's lock: a directory sync running now may plan the same account
+        # (SCIM is one of its sources). Held, the job is retried after the usual backoff.
+        with run_lock(self.store, "sync", holder=job.actor):
+            await self._reconcile_locked(job)
+
+    async def _reconcile_locked(self, job: ServiceJobRow) -> None:
         admin, _ = await self._get_admin()
         p = job.payload or {}
         person = Employee(employee_id=str(p["employee_id"]), localpart=str(p["localpart"]),
