@@ -108,6 +108,10 @@ def start_synapse_workers(workdir: Path, *, client_workers: int = 2,
         config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         config = deep_merge(config, {k: v for k, v in TEST_RATE_LIMITS.items()
                                      if v is not None})
+        # Test only: open registration, so the identity module alone stands between
+        # `POST /register` on a client worker and a new account (test_workers.py).
+        config.update(enable_registration=True,
+                      enable_registration_without_verification=True)
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
         server.group = ProcessGroup(config_path)

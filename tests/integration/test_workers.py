@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 
 import tests.integration.test_encryption_indirect as indirect
@@ -274,3 +275,32 @@ def test_leaver_sessions_end_on_every_worker(workers: WorkersServer) -> None:
                 resp = c.get("/_matrix/client/v3/account/whoami")
             assert (resp.status_code, resp.json()["errcode"]) == (401, "M_UNKNOWN_TOKEN"), \
                 (name, kind)
+
+
+def _register(server: WorkersServer, localpart: str) -> tuple[int, dict[str, Any]]:
+    """`POST /register` through the user-interactive auth dance (dummy stage)."""
+    body: dict[str, Any] = {"username": localpart, "password": "a long enough password 1"}
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        first = c.post("/_matrix/client/v3/register", json=body)
+        if first.status_code != 401 or "session" not in first.json():
+            return first.status_code, first.json()
+        resp = c.post("/_matrix/client/v3/register", json={
+            **body, "auth": {"type": "m.login.dummy", "session": first.json()["session"]}})
+    return resp.status_code, resp.json()
+
+
+@pytest.mark.parametrize("entry", ["nginx", "client1", "client2"])
+def test_registration_is_refused_on_every_client_worker(workers: WorkersServer,
+                                                        entry: str) -> None:
+    # Registration is open in this layout's config (test only); the identity module on the
+    # worker that serves the request must still refuse it before an account exists.
+    server = workers if entry == "nginx" else workers.via(entry)
+    localpart = f"walkin-{entry}"
+    status, body = _register(server, localpart)
+    assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+    assert "created by HR" in body["error"]  # the identity module's refusal, not the config
+    with workers.admin() as c:
+        resp = c.get(f"/_synapse/admin/v2/users/{quote(workers.mxid(localpart))}")
+    assert resp.status_code == 404, resp.text
+    assert workers.sql("SELECT name FROM users WHERE name = %s",
+                       (workers.mxid(localpart),)) == []
