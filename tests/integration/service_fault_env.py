@@ -184,10 +184,13 @@ class Request:
 
 
 def send_request(fenv: ServiceFaultEnv, request: Request) -> None:
-    assert fenv.service is not None
+    service = fenv.service  # the killer may set it to None while we send
+    if service is None:  # killed a moment ago: not answered, sent again later
+        request.answer = "serve is down"
+        return
     try:
         if request.kind == "create":
-            with fenv.scim_client() as c:
+            with service.scim() as c:
                 resp = c.post("/Users", json=scim_user(
                     request.key, external_id=f"X-{request.key}",
                     display_name=f"SCIM {request.key} Ærø"))
@@ -196,20 +199,20 @@ def send_request(fenv: ServiceFaultEnv, request: Request) -> None:
             elif resp.status_code == 409:
                 # Stored before the kill although the answer was lost: the client looks
                 # it up, as Okta does after a conflict.
-                with fenv.scim_client() as c:
+                with service.scim() as c:
                     found = c.get("/Users", params={
                         "filter": f'userName eq "{request.key}"'}).json()
                 if found.get("totalResults") == 1:
                     fenv.scim_ids[request.key] = str(found["Resources"][0]["id"])
                     resp = httpx.Response(201)
         elif request.kind == "deactivate":
-            with fenv.scim_client() as c:
+            with service.scim() as c:
                 resp = c.patch(f"/Users/{fenv.scim_ids[request.key]}", json={
                     "schemas": [PATCH_SCHEMA],
                     "Operations": [{"op": "replace", "value": {"active": False}}]})
         else:
             yesterday = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
-            resp = fenv.service.send_hook({"employee_id": request.key, "event": "leaver",
+            resp = service.send_hook({"employee_id": request.key, "event": "leaver",
                                            "effective_date": yesterday,
                                            "event_id": f"ev-{request.key}-{time.time_ns()}"})
         request.ok = resp.status_code in (200, 201, 202)
