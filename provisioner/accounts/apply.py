@@ -299,7 +299,7 @@ async def _create_batch(applier: _Applier, batch: list[list[Action]],
     except HauspostError as exc:
         logger.error("a batch of %d account creations failed: %s", len(creates), exc)
         results = [{"error": str(exc)} for _ in creates]
-    follow_ups = []
+    created: list[list[Action]] = []
     for actions, action, result in zip(batch, creates, results, strict=True):
         error = result.get("error")
         if error is None and result.get("user_id") != action.user_id:
@@ -314,9 +314,14 @@ async def _create_batch(applier: _Applier, batch: list[list[Action]],
                 for skipped in actions[1:])
             progress.advance(task, len(actions))
             continue
-        await applier.writer.commit(applier.created(action))
-        applier.result.applied[action.kind] += 1
+        created.append(actions)
+
+    async def record(actions: list[Action]) -> None:
+        # All at once: the writer gathers them into one transaction.
+        await applier.writer.commit(applier.created(cast(CreateAccount, actions[0])))
+        applier.result.applied[actions[0].kind] += 1
         progress.advance(task)
         if actions[1:]:
-            follow_ups.append(run_user(actions[1:]))
-    await asyncio.gather(*follow_ups)
+            await run_user(actions[1:])
+
+    await asyncio.gather(*(record(actions) for actions in created))
