@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +127,7 @@ class _RoomApplier:
         self.clock = clock
         self.slots = asyncio.Semaphore(concurrency)
         self.result = RoomApplyResult()
+        self.pending: list[asyncio.Task[None]] = []
 
     def room_id(self, key: str) -> str:
         try:
@@ -136,11 +137,27 @@ class _RoomApplier:
 
     async def audit(self, action: RoomAction, audit_action: str, target: str, reason: str,
                     **details: Any) -> None:
-        await self.writer.commit(Change(audit={
+        """Record a change Synapse has made. Not waited for: a room's next membership
+        request need not wait for the store (`recorded` waits for all of them)."""
+        change = Change(audit={
             "at": self.clock(), "actor": self.actor, "action": audit_action, "target": target,
             "reason": reason, "run_id": self.run_id,
-            "details": {"policy_key": action.key, **details}}))
-        self.result.applied[action.kind] += 1
+            "details": {"policy_key": action.key, **details}})
+
+        async def write() -> None:
+            try:
+                await self.writer.commit(change)
+            except HauspostError as exc:
+                logger.error("%s: recording it failed: %s", action.describe(), exc)
+                self.result.failures.append(RoomFailure(action, f"not recorded: {exc}"))
+                return
+            self.result.applied[action.kind] += 1
+
+        self.pending.append(asyncio.create_task(write()))
+
+    async def recorded(self) -> None:
+        await asyncio.gather(*self.pending)
+        self.pending.clear()
 
     def _set_status(self, key: str, status: str) -> None:
         with self.store.session() as session:
@@ -223,22 +240,44 @@ class _RoomApplier:
             raise TypeError(f"unknown room action {action!r}")
 
 
-def interleave_rooms(actions: list[RoomAction]) -> list[RoomAction]:
-    """Round-robin over rooms, keeping each room's order.
+def creation_levels(creates: Sequence[CreateRoom]) -> list[list[CreateRoom]]:
+    """Creates grouped by depth below the rooms created in the same plan (plan order
+    kept): every parent is in an earlier level than its children."""
+    by_key = {c.key: c for c in creates}
+    depth: dict[str, int] = {}
 
-    Synapse persists one room's events one after another, so joins started together into
-    the same room wait for each other: the first 2,000 joins of a plan all go to the
-    announcements room. Taking one action per room in turn keeps the concurrent requests
-    on different rooms.
+    def level(create: CreateRoom) -> int:
+        if create.key not in depth:
+            parent = by_key.get(create.parent) if create.parent else None
+            depth[create.key] = 0 if parent is None else level(parent) + 1
+        return depth[create.key]
+
+    levels: list[list[CreateRoom]] = []
+    for create in creates:
+        index = level(create)
+        levels.extend([] for _ in range(index + 1 - len(levels)))
+        levels[index].append(create)
+    return levels
+
+
+def member_streams(actions: Sequence[RoomAction], streams: int
+                   ) -> tuple[list[list[RoomAction]], list[list[RoomAction]]]:
+    """Membership changes as one queue per room (plan order kept): the largest rooms, one
+    per stream from the start, and the rest smallest first.
+
+    Synapse makes a room's membership events one after another (a lock per room), so a
+    second request into the same room only waits and holds a slot: each room is worked by
+    one stream at a time. Its big rooms are the run's critical path, so they start at
+    once, on half the streams; the other half works through the small rooms smallest
+    first, so most people are in their team rooms early.
     """
     queues: dict[str, list[RoomAction]] = defaultdict(list)
     for action in actions:
         queues[action.key].append(action)
-    out: list[RoomAction] = []
-    lists = list(queues.values())
-    for index in range(max((len(q) for q in lists), default=0)):
-        out.extend(q[index] for q in lists if index < len(q))
-    return out
+    by_size = sorted(queues.values(), key=len)
+    big_count = min(len(by_size), max(1, (streams + 1) // 2)) if streams > 1 else 0
+    big = list(reversed(by_size[len(by_size) - big_count:])) if big_count else []
+    return big, by_size[:len(by_size) - big_count]
 
 
 async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, run_id: int,
@@ -249,7 +288,7 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
     """Apply every action of `plan`. A failed action is reported; the others go on (a
     room that could not be created fails the actions that need it)."""
     creates = [a for a in plan.actions if isinstance(a, CreateRoom)]
-    members = interleave_rooms([a for a in plan.actions if isinstance(a, AddMember | RemoveMember)])
+    members = [a for a in plan.actions if isinstance(a, AddMember | RemoveMember)]
     settings: dict[str, list[RoomAction]] = defaultdict(list)
     for action in plan.actions:
         if not isinstance(action, CreateRoom | AddMember | RemoveMember):
@@ -278,13 +317,27 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
                 finally:
                     bar.advance(task)
 
-            for create in creates:  # parents first: a child names its parent's room ID
-                await attempt(create)
+            # Parents first (a child names its parent's room ID); siblings at once.
+            for level in creation_levels(creates):
+                await asyncio.gather(*(attempt(create) for create in level))
 
             async def room_settings(actions: list[RoomAction]) -> None:
                 for action in actions:
                     await attempt(action)
 
             await asyncio.gather(*(room_settings(a) for a in settings.values()))
-            await asyncio.gather(*(attempt(a) for a in members))
+            big, small = member_streams(members, concurrency)
+            waiting = deque(small)
+
+            async def stream(first: list[RoomAction] | None) -> None:
+                room = first
+                while room is not None:
+                    for action in room:
+                        await attempt(action)
+                    room = waiting.popleft() if waiting else None
+
+            await asyncio.gather(*(stream(room) for room in big),
+                                 *(stream(waiting.popleft() if waiting else None)
+                                   for _ in range(max(1, concurrency - len(big)))))
+            await applier.recorded()
     return applier.result

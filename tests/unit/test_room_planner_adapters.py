@@ -4,9 +4,10 @@ membership ordering, and the accounts a dry run counts as members."""
 from __future__ import annotations
 
 from provisioner.accounts.plan import CreateAccount, Deactivate, DeactivationReason, Plan
-from provisioner.rooms.apply import create_body, interleave_rooms, state_content
+from provisioner.rooms.apply import create_body, creation_levels, member_streams, state_content
 from provisioner.rooms.plan import (
     AddMember,
+    CreateRoom,
     CreateSpace,
     Membership,
     RemoveMember,
@@ -69,12 +70,32 @@ def test_state_content_clears_with_empty_content() -> None:
     assert state_content(SetAvatar("a", "mxc://x/y", None)) == {}
 
 
-def test_interleave_keeps_per_room_order_and_alternates_rooms() -> None:
+def _create(key: str, parent: str | None, space: bool = False) -> CreateRoom:
+    kind = CreateSpace if space else CreateRoom
+    return kind(key, name=key, topic=None, avatar=None, parent=parent, power_levels={},
+                history_visibility="shared", marker={}, on_removed="archive")
+
+
+def test_creation_levels_put_parents_before_children_and_siblings_together() -> None:
+    company = _create("company", None, space=True)
+    depts = _create("departments", "company", space=True)
+    sales = _create("department/sales", "departments")
+    hall = _create("announcements", "company")
+    loose = _create("loose", "not-created-now")
+    assert creation_levels([sales, hall, company, depts, loose]) == [
+        [company, loose], [hall, depts], [sales]]
+    assert creation_levels([]) == []
+
+
+def test_member_streams_start_the_big_rooms_and_take_small_rooms_smallest_first() -> None:
     a1, a2, a3 = (AddMember("a", f"@{i}:x", "r") for i in "123")
     b1 = RemoveMember("b", "@1:x", "r")
-    c1 = AddMember("c", "@1:x", "r")
-    assert interleave_rooms([a1, a2, a3, b1, c1]) == [a1, b1, c1, a2, a3]
-    assert interleave_rooms([]) == []
+    c1, c2 = AddMember("c", "@1:x", "r"), RemoveMember("c", "@2:x", "r")
+    d = [AddMember("d", f"@{i}:x", "r") for i in range(5)]
+    actions = [a1, d[0], a2, b1, c1, a3, c2, *d[1:]]
+    assert member_streams(actions, 4) == ([d, [a1, a2, a3]], [[b1], [c1, c2]])
+    assert member_streams(actions, 1) == ([], [[b1], [c1, c2], [a1, a2, a3], d])
+    assert member_streams([], 8) == ([], [])
 
 
 def test_dry_run_counts_planned_accounts() -> None:
