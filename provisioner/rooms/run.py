@@ -227,13 +227,29 @@ def context_for(settings: Settings, directory: DirectoryRead,
                            announcer=bot[0] if bot is not None else None)
 
 
+RoomsRead = tuple[dict[str, ManagedRoom], dict[str, RoomState]]
+
+
+async def read_rooms(settings: Settings, store: Store, admin: SynapseAdmin) -> RoomsRead | None:
+    """The managed rooms and their state in Synapse; None when rooms are not managed.
+    `sync` reads them while it reads the directory, and uses them when the account plan
+    changes nothing (the rooms cannot have changed because of it)."""
+    if settings.policies is None:
+        return None
+    managed = load_managed(store)
+    return managed, await read_room_states(admin, managed, settings.sync.concurrency)
+
+
 async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
                             admin: SynapseAdmin, directory: DirectoryRead,
                             accounts: Mapping[str, tuple[str, bool]], now: datetime,
-                            planned: Plan | None = None
+                            planned: Plan | None = None, read: RoomsRead | None = None
                             ) -> tuple[RoomPlan, dict[str, ManagedRoom], dict[str, RoomState]]:
-    managed = load_managed(store)
-    states = await read_room_states(admin, managed, settings.sync.concurrency)
+    if read is not None:
+        managed, states = read
+    else:
+        managed = load_managed(store)
+        states = await read_room_states(admin, managed, settings.sync.concurrency)
     members = members_from(directory, accounts, settings, now)
     plan = plan_rooms(policy, members, managed, states,
                       context_for(settings, directory, accounts,
@@ -246,26 +262,29 @@ async def plan_room_changes(settings: Settings, policy: PolicySet, store: Store,
 
 async def plan_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdmin,
                              directory: DirectoryRead, account_plan: Plan,
-                             now: datetime) -> RoomOutcome | None:
+                             now: datetime, read: RoomsRead | None = None
+                             ) -> RoomOutcome | None:
     """Dry run: what the room part of `sync` would do after the account plan."""
     policy = load_room_policy(settings)
     if policy is None:
         return None
     accounts = accounts_after(account_plan, stored_accounts(store))
     plan, _, _ = await plan_room_changes(settings, policy, store, admin, directory, accounts,
-                                         now, account_plan)
+                                         now, account_plan, read)
     return RoomOutcome(plan=plan)
 
 
 async def sync_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdmin,
                              directory: DirectoryRead, *, run_id: int, actor: str,
-                             progress: bool, now: datetime) -> RoomOutcome | None:
-    """Plan against the accounts as now stored (after the account changes) and apply."""
+                             progress: bool, now: datetime,
+                             read: RoomsRead | None = None) -> RoomOutcome | None:
+    """Plan against the accounts as now stored (after the account changes) and apply.
+    `read`: the rooms as read during this run, when no account change came since."""
     policy = load_room_policy(settings)
     if policy is None:
         return None
     plan, managed, _ = await plan_room_changes(settings, policy, store, admin, directory,
-                                            stored_accounts(store), now)
+                                            stored_accounts(store), now, read=read)
     _record_on_removed(store, policy, managed)
     bot = announcement_bot(settings, policy)
     bot_adds = [a for a in plan.actions

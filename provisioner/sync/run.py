@@ -24,7 +24,7 @@ from provisioner.accounts.plan import (
 from provisioner.accounts.policy import policy_for
 from provisioner.directory.read import read_directory
 from provisioner.employee import DirectoryRead
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, HauspostError
 from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.rooms import run as room_sync
 from provisioner.settings import Settings
@@ -126,6 +126,17 @@ async def read_and_plan(settings: Settings, store: Store, admin: SynapseAdmin,
     return directory, plan
 
 
+async def _unless_failed(read: asyncio.Task[room_sync.RoomsRead | None]
+                         ) -> room_sync.RoomsRead | None:
+    """The early room read, or None when it failed (the room part reads again then, after
+    the account changes, as without the early read)."""
+    try:
+        return await read
+    except HauspostError as exc:
+        logger.info("reading the rooms early failed (%s); reading them again later", exc)
+        return None
+
+
 async def run_sync(settings: Settings, token: str, *, dry_run: bool = False,
                    force: bool = False, now: datetime | None = None, actor: str,
                    progress: bool = True, reader: DirectoryReader = read_directory,
@@ -176,12 +187,24 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
     policy = policy_for(settings)
     phases: dict[str, float] = {}
     async with SynapseAdmin(settings.homeserver_url, token) as admin:
-        directory, plan = await read_and_plan(settings, store, admin, reader, policy, now,
-                                              phases)
+        # The rooms are read while the directory is: a run without account changes (the
+        # usual one) plans its rooms from this read.
+        rooms_read = asyncio.create_task(room_sync.read_rooms(settings, store, admin))
+        try:
+            directory, plan = await read_and_plan(settings, store, admin, reader, policy,
+                                                  now, phases)
+        except BaseException:
+            rooms_read.cancel()
+            await asyncio.gather(rooms_read, return_exceptions=True)
+            raise
+        read = await _unless_failed(rooms_read) if not plan.has_changes else None
+        if read is None and not rooms_read.done():
+            rooms_read.cancel()
+            await asyncio.gather(rooms_read, return_exceptions=True)
         if if_changed and not plan.has_changes:
             # Account changes always need a run; without them, only room changes do.
             rooms = await room_sync.plan_rooms_for_run(settings, store, admin, directory,
-                                                       plan, now)
+                                                       plan, now, read)
             if rooms is None or not rooms.plan.has_changes:
                 return SyncOutcome(plan=plan, dry_run=False, rooms=rooms, phases=phases,
                                    writes=admin.writes, seconds=time.monotonic() - started)
@@ -228,7 +251,7 @@ async def _sync_locked(settings: Settings, token: str, store: Store, now: dateti
             t_rooms = time.monotonic()
             outcome.rooms = await room_sync.sync_rooms_for_run(
                 settings, store, admin, directory, run_id=run_id, actor=actor,
-                progress=progress, now=now)
+                progress=progress, now=now, read=read)
             phases["rooms"] = time.monotonic() - t_rooms
             completed = True
         finally:
