@@ -803,3 +803,62 @@ async def test_the_bot_and_the_service_account_are_exempt_checked_at_every_start
     assert [r.target for r in _audit_rows(company, action="bot.rate_limits_lifted")] == [bot]
     # And it did so without a new login: still the one device, the same token.
     assert json.loads((company.data_dir / "keys" / "bot_device.json").read_text()) == device
+
+
+async def test_a_tick_killed_while_reminding_never_reminds_anybody_twice(
+        company: Company) -> None:
+    """SIGKILL `hauspost tick` right after its first reminder is recorded as sent, then run
+    the next tick: every reminder is claimed before it is sent (one row per person, stage
+    and announcement), so nobody gets one twice; what the killed tick had in flight is
+    either recorded or, at most, lost — never repeated."""
+    from provisioner.store.announcement_models import BotDirectRoomRow
+
+    started = datetime.now(UTC)
+    deadline = started + timedelta(hours=48)
+    result = await _send(company, [Target("all")], "Kill-Test: bitte bestätigen",
+                         deadline=deadline, now=started)
+    due = (deadline - timedelta(hours=1)).isoformat()
+
+    def notices() -> list[Any]:
+        with company.store.session() as session:
+            return list(session.scalars(select(NoticeRow).where(
+                NoticeRow.announcement_id == result.announcement_id)))
+
+    tick = subprocess.Popen([HAUSPOST, "tick", "-d", str(company.data_dir), "--now", due],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline_poll = asyncio.get_running_loop().time() + 120
+        while not any(n.sent_at for n in notices()):
+            assert tick.poll() is None, "the tick ended before its first reminder was recorded"
+            assert asyncio.get_running_loop().time() < deadline_poll, "no reminder recorded"
+            await asyncio.sleep(0.05)
+        tick.kill()
+    finally:
+        tick.wait(10)
+    first = {(n.user_id, n.stage): n.sent_at is not None for n in notices()}
+    assert 1 <= sum(first.values()) < 20, first  # killed part-way
+    again = _cli(company, "tick", "--now", due)
+    assert again.returncode == 0, again.stderr
+    rows = notices()
+    # One claim per person and stage (the unique constraint), at most one stage each here.
+    assert len({(n.user_id, n.stage) for n in rows}) == len(rows)
+    assert len({n.user_id for n in rows}) == len(rows) == 20
+    sent = [n for n in rows if n.sent_at is not None]
+    in_flight = [n for n in rows if n.sent_at is None]
+    assert len(in_flight) <= 8, in_flight  # at most what the killed tick had in flight
+    # Each person's direct chat holds no more of the bot's messages since the start than
+    # the person's claimed notices: nothing was sent without a claim, nothing twice.
+    bot = _bot_id(company)
+    with company.store.session() as session:
+        rows_ = session.execute(select(BotDirectRoomRow.user_id, BotDirectRoomRow.room_id)).all()
+        rooms = {row.user_id: row.room_id for row in rows_}
+    since_ms = int(started.timestamp() * 1000)
+    for notice in rows:
+        messages = [e for e in _admin_messages(company.server, rooms[notice.user_id])
+                    if e["sender"] == bot and e["type"] == "m.room.encrypted"
+                    and e["origin_server_ts"] >= since_ms]
+        claims = sum(1 for n in notices() if n.user_id == notice.user_id)
+        assert len(messages) <= claims, (notice.user_id, len(messages))
+        if notice.sent_at is not None:
+            assert notice.event_id in {e["event_id"] for e in messages}
+    assert len(sent) + len(in_flight) == 20
