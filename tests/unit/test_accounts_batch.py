@@ -148,3 +148,39 @@ def test_apply_creates_in_batches_and_records_each_created_account(tmp_path: Pat
         "local_password": False})
     assert len(creates_audited) == 4
     store.close()
+
+
+class AdminApiOnly(BatchSynapse):
+    """A Synapse without the module: the probe answers None (404), so one PUT each."""
+
+    def __init__(self) -> None:
+        super().__init__(refuse="")
+        self.probes = 0
+        self.created: list[str] = []
+
+    async def accounts_batch_size(self) -> None:  # type: ignore[override]
+        self.probes += 1
+
+    async def create_account(self, user_id: str, **_: object) -> None:
+        self.created.append(user_id)
+
+
+def test_without_the_module_the_admin_api_creates_each_account(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    with store.session() as s:
+        run_id = repo.start_run(s, kind="sync", actor="t@t", now=now, dry_run=False,
+                                forced=False).id
+    admin = AdminApiOnly()
+    plan = Plan(actions=tuple(CreateAccount(f"E{i}", f"@m{i}:x.test", f"M {i}")
+                              for i in range(3)))
+
+    result = asyncio.run(apply_plan(plan, admin=admin, store=store,  # type: ignore[arg-type]
+                                    run_id=run_id, actor="t@t",
+                                    options=ApplyOptions(progress=False), clock=lambda: now))
+
+    assert admin.probes == 1  # asked once per run
+    assert admin.batches == []
+    assert sorted(admin.created) == ["@m0:x.test", "@m1:x.test", "@m2:x.test"]
+    assert dict(result.applied) == {"create": 3}
+    store.close()
