@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.harness.ldap_seed import delete_person
 from tests.harness.slapd_server import SlapdServer
 from tests.harness.synapse_server import SynapseServer
 from tests.integration.console_env import Company, console_company, csrf_of
@@ -318,3 +319,45 @@ def test_comms_attaches_a_file_within_the_media_policy_and_a_program_is_refused(
         kinds = sorted(s.scalars(select(AnnouncementPostRow.kind).where(
             AnnouncementPostRow.announcement_id == new)))
     assert kinds == ["attachment", "text"]
+
+
+def test_sync_apply_holds_to_the_reviewed_plan_and_the_guard(company: Company) -> None:
+    """Runs last in this module: it takes two people out of the directory."""
+    from provisioner.store.models import RunRow
+
+    def runs() -> int:
+        with company.env.store.session() as s:
+            return len(list(s.scalars(select(RunRow.id))))
+
+    conn = company.env.slapd.connection()
+    try:
+        for key in ("plain", "nomail"):
+            delete_person(conn, company.people[key].uid, company.env.ou)
+    finally:
+        conn.unbind()
+    it, _ = company.sign_in("it")
+    with closing(it):
+        plan = it.get("/console/sync/plan")
+        assert plan.status_code == 200
+        fingerprint = re.search(r'name="fingerprint" value="([0-9a-f]{64})"', plan.text)
+        assert fingerprint is not None
+        assert "deactivate 2" in plan.text  # the guard trips: 2 of 10 is over 10 %
+        before = runs()
+        stale = it.post("/console/sync/apply", data={
+            "csrf": csrf_of(plan.text), "fingerprint": "0" * 64, "confirmation": "deactivate 2"})
+        assert "The plan changed since you reviewed it" in stale.text
+        wrong = it.post("/console/sync/apply", data={
+            "csrf": csrf_of(plan.text), "fingerprint": fingerprint.group(1),
+            "confirmation": "deactivate all"})
+        assert "the mass-deactivation guard tripped" in wrong.text
+        assert runs() == before
+        assert not company.env.account(company.mxid("plain"))["deactivated"]
+        forced = it.post("/console/sync/apply", data={
+            "csrf": csrf_of(plan.text), "fingerprint": fingerprint.group(1),
+            "confirmation": "deactivate 2"})
+        assert forced.status_code == 303
+    assert company.env.account(company.mxid("plain"))["deactivated"] is True
+    assert company.env.account(company.mxid("nomail"))["deactivated"] is True
+    (run,) = [r for r in company.env.audit(action="account.deactivate")
+              if r.target == company.mxid("plain")]
+    assert run.actor == f"console:{company.mxid('it')}"
