@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,14 +117,6 @@ def person_detail(store: Store, employee_id: str, *, audit_limit: int = 50
             .order_by(AuditRow.id.desc()).limit(audit_limit)).all()
         session.expunge_all()
         return PersonDetail(employee=employee, account=account, audit=tuple(audit))
-
-
-def audit_by_actor(store: Store, actor: str, *, limit: int = 100) -> Sequence[AuditRow]:
-    with store.session() as session:
-        rows = session.scalars(select(AuditRow).where(AuditRow.actor == actor)
-                               .order_by(AuditRow.id.desc()).limit(limit)).all()
-        session.expunge_all()
-        return rows
 
 
 def recent_runs(store: Store, *, limit: int = 15) -> list[dict[str, Any]]:

@@ -26,10 +26,6 @@ class ConsoleSession:
     #: One-shot messages for the next page (post/redirect/get).
     flash: list[str] = field(default_factory=list)
 
-    @property
-    def signed_in(self) -> bool:
-        return self.user_id is not None
-
 
 class SessionStore:
     """In memory: `hauspost serve` is one process; a restart signs everybody out."""

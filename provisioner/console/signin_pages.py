@@ -14,7 +14,7 @@ from provisioner.console.signin import (
     check_password,
     console_person,
 )
-from provisioner.console.web import LANG_COOKIE, PREFIX, Console, Ctx, safe_next
+from provisioner.console.web import COOKIE, LANG_COOKIE, PREFIX, Console, Ctx, safe_next
 from provisioner.store import repository as repo
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def add_routes(app: web.Application, console: Console) -> None:
             repo.append_audit(session, actor=ctx.actor, action="console.sign_out",
                               target=ctx.person.user_id, now=datetime.now(UTC))
         response = web.HTTPSeeOther(PREFIX + "/login")
-        response.del_cookie("hauspost_console", path=PREFIX)
+        response.del_cookie(COOKIE, path=PREFIX)
         return response
 
     async def language(request: web.Request) -> web.StreamResponse:

@@ -39,7 +39,6 @@ class PlanView:
     notes: tuple[str, ...]
     deactivations: int
     guard_trips: bool
-    complete: bool
 
     @property
     def empty(self) -> bool:
@@ -62,8 +61,7 @@ def plan_view(outcome: SyncOutcome) -> PlanView:
                     rooms=tuple((a.kind, a.describe()) for a in rooms),
                     problems=tuple((p.location, p.message) for p in plan.problems),
                     notes=tuple(plan.notes), deactivations=len(plan.deactivations),
-                    guard_trips=outcome.guard_would_trip,
-                    complete=not any("incomplete" in n for n in plan.notes))
+                    guard_trips=outcome.guard_would_trip)
 
 
 def add_routes(app: web.Application, console: Console) -> None:

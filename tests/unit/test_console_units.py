@@ -166,13 +166,12 @@ def test_redirects_stay_inside_the_console(value: str | None, expected: str) -> 
 
 def test_plan_fingerprint_changes_with_any_action() -> None:
     view = PlanView(accounts=(("create", "create @a"),), rooms=(("add_member", "add @a"),),
-                    problems=(), notes=(), deactivations=0, guard_trips=False, complete=True)
+                    problems=(), notes=(), deactivations=0, guard_trips=False)
     same = PlanView(accounts=(("create", "create @a"),), rooms=(("add_member", "add @a"),),
-                    problems=(("x", "y"),), notes=("n",), deactivations=0, guard_trips=False,
-                    complete=True)
+                    problems=(("x", "y"),), notes=("n",), deactivations=0, guard_trips=False)
     moved = PlanView(accounts=(("create", "create @a"), ("add_member", "add @a")), rooms=(),
-                     problems=(), notes=(), deactivations=0, guard_trips=False, complete=True)
+                     problems=(), notes=(), deactivations=0, guard_trips=False)
     assert view.fingerprint == same.fingerprint
     assert view.fingerprint != moved.fingerprint
     assert PlanView(accounts=(), rooms=(), problems=(), notes=(), deactivations=37,
-                    guard_trips=True, complete=True).phrase == "deactivate 37"
+                    guard_trips=True).phrase == "deactivate 37"
