@@ -162,6 +162,24 @@ def hold_group(ctx: click.Context, data_dir: Path) -> None:
     ctx.obj["data_dir"] = data_dir
 
 
+def _change_hold(ctx: click.Context, data_dir: Path | None, employee_id: str, reason: str,
+                 *, lift: bool) -> tuple[int, int]:
+    """Set or lift the hold, then protect or release the person's files: (hold id, files)."""
+    from provisioner.gdpr.holds import lift_hold, set_hold
+    from provisioner.gdpr.timeline import protect_user_files
+
+    settings = load_settings(_dir(ctx, data_dir))
+    store = open_store(settings.store_url)
+    try:
+        change = lift_hold if lift else set_hold
+        hold = change(store, employee_id, reason=reason, actor=current_actor(),
+                      now=datetime.now(UTC))
+        files = asyncio.run(protect_user_files(settings, store, employee_id, protect=not lift))
+    finally:
+        store.close()
+    return hold.id, files
+
+
 @hold_group.command("set")
 @sub_data_dir_option
 @click.pass_context
@@ -172,18 +190,8 @@ def hold_set_command(ctx: click.Context, data_dir: Path | None, employee_id: str
 
     Example: hauspost hold set E1042 --reason "Az. 3 Ca 123/26"
     """
-    from provisioner.gdpr.holds import set_hold
-    from provisioner.gdpr.timeline import protect_user_files
-
-    settings = load_settings(_dir(ctx, data_dir))
-    store = open_store(settings.store_url)
-    try:
-        hold = set_hold(store, employee_id, reason=reason, actor=current_actor(),
-                        now=datetime.now(UTC))
-        protected = asyncio.run(protect_user_files(settings, store, employee_id, protect=True))
-    finally:
-        store.close()
-    click.echo(f"Legal hold {hold.id} set on {employee_id}; {protected} file(s) protected.")
+    hold_id, protected = _change_hold(ctx, data_dir, employee_id, reason, lift=False)
+    click.echo(f"Legal hold {hold_id} set on {employee_id}; {protected} file(s) protected.")
 
 
 @hold_group.command("lift")
@@ -196,18 +204,8 @@ def hold_lift_command(ctx: click.Context, data_dir: Path | None, employee_id: st
 
     Example: hauspost hold lift E1042 --reason "case closed"
     """
-    from provisioner.gdpr.holds import lift_hold
-    from provisioner.gdpr.timeline import protect_user_files
-
-    settings = load_settings(_dir(ctx, data_dir))
-    store = open_store(settings.store_url)
-    try:
-        hold = lift_hold(store, employee_id, reason=reason, actor=current_actor(),
-                         now=datetime.now(UTC))
-        released = asyncio.run(protect_user_files(settings, store, employee_id, protect=False))
-    finally:
-        store.close()
-    click.echo(f"Legal hold {hold.id} on {employee_id} lifted; {released} file(s) released.")
+    hold_id, released = _change_hold(ctx, data_dir, employee_id, reason, lift=True)
+    click.echo(f"Legal hold {hold_id} on {employee_id} lifted; {released} file(s) released.")
 
 
 @hold_group.command("list")
