@@ -11,18 +11,24 @@ exempts the service account and the bot; here `start_synapse` creates the servic
    into a room that already holds them all (like the org policy's all-hands room; the
    admin joins are set-up and reported apart). **Baseline**: this send, from the start of
    `announce()` until it returns, and until the sampled devices decrypted it.
-2. `hauspost tick --now <deadline - 23 h>` as a separate process: the 24 h reminder is due
-   for all 1,000 (nobody acknowledged), and each needs a new direct chat. Measured from
-   the start of the process: when it returned (the last reminder sent) and when the last
-   of the sampled devices (full matrix-nio clients, online during the tick) accepted the
-   bot's invitation and decrypted its reminder.
-3. 429s: every request Synapse answered with 429 during the run, counted in its request
+2. Ticks before any reminder is due (`hauspost tick --now <sent + 10 min>`, each its own
+   process, as cron or `hauspost serve` runs them): each opens, within
+   `direct_chats_ahead_seconds` (default 30), the direct chats the reminders will need.
+   Reported: how many ticks, the longest, and the chats' total time.
+3. `hauspost tick --now <deadline - 23 h>` as a separate process: the 24 h reminder is due
+   for all 1,000 (nobody acknowledged), each in a chat nobody has been invited to yet.
+   Measured from the start of the process: when it returned (the last reminder sent) and
+   when the last of the sampled devices (full matrix-nio clients, online during the tick)
+   accepted the bot's invitation and decrypted its reminder.
+   With `--cold`, step 2 is skipped (`direct_chats_ahead_seconds: 0`): the due tick opens
+   all 1,000 chats itself, as it did before chats were opened ahead.
+4. 429s: every request Synapse answered with 429 during the run, counted in its request
    log (target 0), and the bot's devices afterwards (target 1: it logged in once).
 
 The other devices are bare vodozemac accounts that uploaded device keys and signed
 one-time keys exactly as a client does (see bench_announce.py).
 
-    .venv/bin/python bench/bench_announce_1000.py [--employees 1000] [--sample 20]
+    .venv/bin/python bench/bench_announce_1000.py [--employees 1000] [--sample 20] [--cold]
 """
 
 from __future__ import annotations
@@ -51,7 +57,10 @@ from bench_announce import decrypted, device_client, make_devices  # noqa: E402
 
 from provisioner.announcements.bot import open_bot  # noqa: E402
 from provisioner.announcements.compose import validate_request  # noqa: E402
-from provisioner.announcements.config import AnnouncementConfig  # noqa: E402
+from provisioner.announcements.config import (  # noqa: E402
+    ANNOUNCEMENTS_FILE,
+    AnnouncementConfig,
+)
 from provisioner.announcements.send import announce  # noqa: E402
 from provisioner.announcements.targets import ExplicitRoom, Person, Target  # noqa: E402
 from provisioner.settings import load_settings  # noqa: E402
@@ -116,6 +125,17 @@ async def reminder_decrypted(client: AsyncClient, bot: str, start: float,
     raise RuntimeError(f"{client.user_id} did not decrypt a reminder in {timeout} s")
 
 
+async def run_tick_process(server: SynapseServer, now: str) -> tuple[dict[str, Any], str]:
+    """`hauspost tick --now` in its own process: its JSON and its log."""
+    proc = await asyncio.create_subprocess_exec(
+        HAUSPOST, "-v", "tick", "-d", str(server.data_dir), "--now", now, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"tick failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return json.loads(out), err.decode()
+
+
 async def bot_devices(server: SynapseServer, bot: str) -> int:
     async with httpx.AsyncClient(base_url=server.url, timeout=30, headers={
             "Authorization": f"Bearer {server.admin_token}"}) as http:
@@ -170,19 +190,24 @@ async def run(args: argparse.Namespace, tmp: Path, server: SynapseServer) -> dic
     figures["announce_last_decrypt_s"] = max(times)
     figures["announce_devices"] = result.devices
 
-    # 2. The reminder tick, as `hauspost tick --now` in its own process.
+    # 2. Ticks before the first reminder is due open the chats ahead.
+    ahead_ticks: list[tuple[int, float]] = []
+    early = (sent_at + timedelta(minutes=10)).isoformat()
+    while not args.cold:
+        start = time.perf_counter()
+        tick, _ = await run_tick_process(server, early)
+        ahead_ticks.append((tick["direct_chats_ahead"], time.perf_counter() - start))
+        if tick["direct_chats_ahead"] == 0 or len(ahead_ticks) > 100:
+            break
+    figures["ahead_ticks"] = ahead_ticks
+
+    # 3. The reminder tick, as `hauspost tick --now` in its own process.
     due = (deadline - timedelta(hours=23)).isoformat()
     start = time.perf_counter()
-    proc = await asyncio.create_subprocess_exec(
-        HAUSPOST, "-v", "tick", "-d", str(server.data_dir), "--now", due, "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     watchers = [asyncio.create_task(reminder_decrypted(c, bot_id, start)) for c in clients]
-    out, err = await proc.communicate()
+    tick, err = await run_tick_process(server, due)
     figures["tick_s"] = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"tick failed ({proc.returncode}): {err.decode()[-2000:]}")
-    tick = json.loads(out)
-    figures["tick_log"] = [line for line in err.decode().splitlines()
+    figures["tick_log"] = [line for line in err.splitlines()
                            if "tick:" in line or "bot ready" in line or "logged in" in line]
     figures["reminders"] = len(tick["reminders"])
     figures["failed"] = len(tick["failed"])
@@ -203,10 +228,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--employees", type=int, default=1000)
     parser.add_argument("--sample", type=int, default=20)
+    parser.add_argument("--cold", action="store_true",
+                        help="no chats opened ahead: the due tick opens all of them")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-announce-1000-") as tmp:
         server = start_synapse(Path(tmp) / "synapse", edit=production_limits, extra_config={
             "bcrypt_rounds": 4, "background_updates": {"sleep_enabled": False}})
+        if args.cold:
+            (server.data_dir / ANNOUNCEMENTS_FILE).write_text(
+                "direct_chats_ahead_seconds: 0\n", encoding="utf-8")
         try:
             f = asyncio.run(run(args, Path(tmp), server))
         finally:
@@ -214,10 +244,17 @@ def main() -> None:
     n = args.employees
     print(f"set-up: {n} accounts with one E2EE device each {f['setup_accounts_s']:.1f} s, "
           f"admin joins into the all-hands room {f['setup_joins_s']:.1f} s")
+    ahead = f["ahead_ticks"]
+    if ahead:
+        print(f"chats opened ahead: {sum(c for c, _ in ahead)} in {len(ahead)} ticks "
+              f"(the last opened none), {sum(t for _, t in ahead):.1f} s in all, longest tick "
+              f"{max(t for _, t in ahead):.1f} s: "
+              + ", ".join(f"{c}/{t:.0f}s" for c, t in ahead))
+    kind = "chats opened ahead" if ahead else "new direct chats"
     print(f"{'':<58}{'seconds':>10}")
     rows = [("announcement to {n} (baseline): announce() returned", f["announce_s"]),
             ("  last of {s} sampled devices decrypted it", f["announce_last_decrypt_s"]),
-            ("reminder tick, {n} new direct chats: process returned", f["tick_s"]),
+            ("reminder tick, {n} " + kind + ": process returned", f["tick_s"]),
             ("  median sampled device decrypted its reminder", f["tick_median_decrypt_s"]),
             ("  last of {s} sampled devices decrypted its reminder", f["tick_last_decrypt_s"])]
     for name, value in rows:

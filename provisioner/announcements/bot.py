@@ -27,13 +27,16 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from uuid import uuid4
 
+import aiohttp
 from nio import (
+    Api,
     AsyncClient,
     AsyncClientConfig,
     JoinedMembersResponse,
@@ -42,8 +45,6 @@ from nio import (
     RoomSendResponse,
     ShareGroupSessionResponse,
     SyncResponse,
-    ToDeviceMessage,
-    ToDeviceResponse,
     UploadResponse,
     WhoamiResponse,
 )
@@ -70,6 +71,10 @@ DEVICE_NAME = "Hauspost announcements"
 
 #: Events per room per sync; a busier room is read back page by page (ack.backfill_signals).
 TIMELINE_LIMIT = 200
+#: Device messages per to-device request: one request carries the room keys of many rooms.
+TO_DEVICE_BATCH = 200
+#: To-device requests in flight at once.
+TO_DEVICE_CONCURRENCY = 4
 
 
 def sync_filter() -> dict[str, Any]:
@@ -81,6 +86,52 @@ class BotError(HauspostError):
 
 
 SyncHandler = Callable[["Bot", SyncResponse], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RoomKey:
+    """A megolm session key of one room, for these devices (user -> device ids)."""
+
+    room_id: str
+    session_id: str
+    session_key: str
+    devices: Mapping[str, set[str]]
+
+
+@dataclass(frozen=True)
+class DeviceMessage:
+    """One Olm-encrypted to-device message and the room whose key it carries."""
+
+    user_id: str
+    device_id: str
+    room_id: str
+    content: dict[str, Any]
+
+
+def to_device_batches(messages: Iterable[DeviceMessage], size: int = TO_DEVICE_BATCH
+                      ) -> list[list[DeviceMessage]]:
+    """`sendToDevice` requests of at most `size` messages; a device that gets two messages
+    (keys of two rooms) gets them in two requests, as one body holds one per device."""
+    batches: list[list[DeviceMessage]] = []
+    current: list[DeviceMessage] = []
+    seen: set[tuple[str, str]] = set()
+    for message in messages:
+        target = (message.user_id, message.device_id)
+        if len(current) >= size or target in seen:
+            batches.append(current)
+            current, seen = [], set()
+        current.append(message)
+        seen.add(target)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def to_device_body(batch: Sequence[DeviceMessage]) -> dict[str, Any]:
+    body: dict[str, dict[str, Any]] = {}
+    for message in batch:
+        body.setdefault(message.user_id, {})[message.device_id] = message.content
+    return {"messages": body}
 
 
 @dataclass(frozen=True)
@@ -230,6 +281,21 @@ class Bot:
                                         json={})
         return failed
 
+    def members(self, room_id: str) -> set[str]:
+        """Joined and invited members as of the bot's last sync (empty for a room it has not
+        synced since creating it)."""
+        room = self.client.rooms.get(room_id)
+        return set(room.users) if room is not None else set()
+
+    async def invite_direct(self, room_id: str, user_id: str) -> None:
+        """Invite `user_id` into the bot's direct chat, marked as direct (Element lists it
+        under people). The membership is a state event, which the policy modules check like
+        any invitation."""
+        path = (f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.member/"
+                f"{quote(user_id)}")
+        await self._put(path, {"membership": "invite", "is_direct": True},
+                        what=f"inviting {user_id} into {room_id}")
+
     async def can_post(self, room_id: str) -> bool:
         """Judged from the state as the admin API shows it: works before the bot joined."""
         async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
@@ -294,36 +360,91 @@ class Bot:
 
     async def send_room_key(self, room_id: str, session_id: str, session_key: str,
                             devices: dict[str, set[str]]) -> list[tuple[str, str]]:
-        """`m.room_key` to these devices, Olm-encrypted exactly as nio does when it shares
-        a session (one-time keys claimed where there is no Olm session yet); returns the
-        (user, device) pairs it went to."""
+        """`m.room_key` to these devices; returns the (user, device) pairs it went to."""
+        sent = await self.send_room_keys([RoomKey(room_id, session_id, session_key, devices)])
+        return sent.get(room_id, [])
+
+    async def send_room_keys(self, keys: Sequence[RoomKey]) -> dict[str, list[tuple[str, str]]]:
+        """Each room's `m.room_key` to its devices, Olm-encrypted exactly as nio does when
+        it shares a session (one-time keys claimed at once where there is no Olm session
+        yet), many rooms' keys per to-device request; per room, the (user, device) pairs
+        the key went to."""
         olm = self.client.olm
-        targets = [olm.device_store[u][d] for u, ds in sorted(devices.items())
+        targets = [(key, olm.device_store[u][d]) for key in keys
+                   for u, ds in sorted(key.devices.items())
                    for d in sorted(ds) if d in olm.device_store[u]]
         missing: dict[str, list[str]] = {}
-        for device in targets:
-            if olm.session_store.get(device.curve25519) is None:
+        for _key, device in targets:
+            if olm.session_store.get(device.curve25519) is None \
+                    and device.device_id not in missing.get(device.user_id, []):
                 missing.setdefault(device.user_id, []).append(device.device_id)
         if missing:
             await self.client.keys_claim(missing)
-        content = {"algorithm": Olm._megolm_algorithm, "room_id": room_id,
-                   "session_id": session_id, "session_key": session_key}
-        sent: list[tuple[str, str]] = []
-        for device in targets:
+        messages: list[DeviceMessage] = []
+        for key, device in targets:
             session = olm.session_store.get(device.curve25519)
             if session is None:
                 logger.warning("no Olm session with %s's device %s (no one-time key left)",
                                device.user_id, device.device_id)
                 continue
-            encrypted = olm._olm_encrypt(session, device, "m.room_key", content)
-            resp = await self.client.to_device(ToDeviceMessage(
-                "m.room.encrypted", device.user_id, device.device_id, encrypted))
-            if isinstance(resp, ToDeviceResponse):
-                sent.append((device.user_id, device.device_id))
-            else:
-                logger.warning("the room key did not reach %s's device %s: %s",
-                               device.user_id, device.device_id, resp)
+            content = {"algorithm": Olm._megolm_algorithm, "room_id": key.room_id,
+                       "session_id": key.session_id, "session_key": key.session_key}
+            messages.append(DeviceMessage(device.user_id, device.device_id, key.room_id,
+                                          olm._olm_encrypt(session, device, "m.room_key",
+                                                           content)))
+        sent: dict[str, list[tuple[str, str]]] = {}
+        limit = asyncio.Semaphore(TO_DEVICE_CONCURRENCY)
+
+        async def post(batch: list[DeviceMessage]) -> None:
+            async with limit:
+                try:
+                    await self._put(f"/_matrix/client/v3/sendToDevice/m.room.encrypted/"
+                                    f"{uuid4()}", to_device_body(batch),
+                                    what=f"room keys for {len(batch)} devices")
+                except BotError as exc:
+                    logger.warning("%s", exc)
+                    return
+            for message in batch:
+                sent.setdefault(message.room_id, []).append((message.user_id,
+                                                             message.device_id))
+
+        await asyncio.gather(*(post(b) for b in to_device_batches(messages)))
         return sent
+
+    def new_room_session(self, room_id: str) -> tuple[str, str]:
+        """A fresh outbound megolm session for the room (replacing any earlier one), marked
+        as shared: the caller sends its key with `send_room_keys` before `send_prepared`.
+        Returns (session id, session key)."""
+        olm = self.client.olm
+        olm.create_outbound_group_session(room_id)
+        session = olm.outbound_group_sessions[room_id]
+        session.shared = True
+        return str(session.id), str(session.session_key)
+
+    async def send_prepared(self, room_id: str, content: dict[str, Any],
+                            event_type: str = "m.room.message") -> str:
+        """Encrypt with the room's session from `new_room_session` and send; no member
+        list, key query or key sharing on the way (the caller did those for many rooms at
+        once)."""
+        encrypted = self.client.olm.group_encrypt(room_id, {"content": content,
+                                                            "type": event_type})
+        body = await self._put(f"/_matrix/client/v3/rooms/{quote(room_id)}/send/"
+                               f"m.room.encrypted/{uuid4()}", encrypted,
+                               what=f"sending into {room_id}")
+        return str(body["event_id"])
+
+    async def _put(self, path: str, body: dict[str, Any], *, what: str) -> dict[str, Any]:
+        """One authenticated PUT as the bot; its JSON answer, or BotError naming `what`."""
+        client = self.client
+        headers = {"Authorization": f"Bearer {client.access_token}"}
+        try:
+            resp = await client.send("PUT", path, Api.to_json(body), headers=headers)
+            answer = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            raise BotError(f"{what} failed: {exc}") from None
+        if resp.status != 200 or not isinstance(answer, dict):
+            raise BotError(f"{what} failed: HTTP {resp.status} {answer}")
+        return answer
 
     async def send(self, room_id: str, content: dict[str, Any],
                    event_type: str = "m.room.message") -> str:
@@ -449,6 +570,7 @@ def _fast_crypto_store(client: AsyncClient) -> None:
 #: key (nio has no public API for it); checked at every start, so a nio upgrade that drops
 #: one stops the bot at once instead of leaving new devices without the key.
 NIO_INTERNALS = ((Olm, "_olm_encrypt"), (Olm, "_megolm_algorithm"),
+                 (Olm, "create_outbound_group_session"), (Olm, "group_encrypt"),
                  (OutboundGroupSession, "from_pickle"), (OutboundGroupSession, "pickle"))
 
 

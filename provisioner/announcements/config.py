@@ -7,6 +7,7 @@
     reminder_quiet_hours_after_sending: 1     # and none in the first hour after sending
     retention_days: 90      # per-person rows deleted this long after the deadline
     language: de            # de | en; default: de for Europe/Berlin, Vienna, Zurich, else en
+    direct_chats_ahead_seconds: 30    # per tick: open reminder chats ahead (0 = only when due)
 
 Kept in its own file so the announcement feature can be configured without touching the
 account sync's settings; every key is validated and unknown keys are errors.
@@ -42,6 +43,9 @@ class AnnouncementConfig:
     reminder_quiet_hours: float = 1.0
     #: "de" or "en"; None: decided by the company time zone (messages.default_language).
     language: str | None = None
+    #: Seconds per tick spent opening the direct chats later reminders will need (0: open
+    #: them only when a reminder is due).
+    direct_chats_ahead_seconds: float = 30.0
 
 
 def parse_announcement_config(data: object, file: str) -> AnnouncementConfig:
@@ -74,6 +78,10 @@ def parse_announcement_config(data: object, file: str) -> AnnouncementConfig:
     if not 0.0 <= quiet <= 24 * 7:
         raise top.error("reminder_quiet_hours_after_sending",
                         f"expected hours from 0 to 168, got {quiet!r}")
+    ahead: float = top.float("direct_chats_ahead_seconds", 30.0)
+    if not 0.0 <= ahead <= 3600.0:
+        raise top.error("direct_chats_ahead_seconds",
+                        f"expected seconds from 0 to 3600, got {ahead!r}")
     language: str | None = top.str("language", None)
     if language is not None and language not in LANGUAGES:
         raise top.error("language", f"expected one of {', '.join(LANGUAGES)}, got {language!r}")
@@ -81,7 +89,8 @@ def parse_announcement_config(data: object, file: str) -> AnnouncementConfig:
     return AnnouncementConfig(bot_localpart=localpart, bot_display_name=display,
                               reminder_hours=tuple(sorted(hours, reverse=True)),
                               retention_days=retention, reminder_not_before_share=share,
-                              reminder_quiet_hours=quiet, language=language)
+                              reminder_quiet_hours=quiet, language=language,
+                              direct_chats_ahead_seconds=ahead)
 
 
 def load_announcement_config(data_dir: Path) -> AnnouncementConfig:

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from provisioner.actor import current_actor
-from provisioner.announcements.bot import Bot
+from provisioner.announcements.bot import Bot, RoomKey
 from provisioner.announcements.config import AnnouncementConfig, load_announcement_config
 from provisioner.announcements.key_shares import share_with_new_devices
 from provisioner.announcements.messages import (
@@ -50,8 +50,10 @@ logger = logging.getLogger(__name__)
 #: Direct chats created at once: Synapse (SQLite, two cores) creates rooms fastest with a
 #: few requests in flight; more only queue up inside it.
 ROOM_CONCURRENCY = 8
-#: Notices sent at once (one Olm-encrypted key per device and one event each).
+#: Notices sent at once (one event each; the room keys went out before, many per request).
 SEND_CONCURRENCY = 8
+#: Invitations into direct chats in flight at once.
+INVITE_CONCURRENCY = 8
 
 
 def stage_name(hours: int) -> str:
@@ -95,6 +97,8 @@ class TickResult:
     purged_announcements: list[int] = field(default_factory=list)
     #: (announcement, user, device): room keys sent to devices added after sending.
     room_keys: list[tuple[int, str, str]] = field(default_factory=list)
+    #: Direct chats opened for reminders that are not due yet.
+    direct_chats_ahead: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"reminders": [{"announcement": a, "user_id": u, "stage": s}
@@ -105,7 +109,8 @@ class TickResult:
                            for a, u, s, e in self.failed],
                 "purged_announcements": self.purged_announcements,
                 "room_keys": [{"announcement": a, "user_id": u, "device_id": d}
-                              for a, u, d in self.room_keys]}
+                              for a, u, d in self.room_keys],
+                "direct_chats_ahead": self.direct_chats_ahead}
 
 
 def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
@@ -164,32 +169,38 @@ def _claim(store: Store, notice: PlannedNotice) -> bool:
 
 
 async def direct_room(bot: Bot, store: Store, user_id: str) -> str:
-    """The bot's encrypted DM with `user_id`, created (and invited) once."""
+    """The bot's encrypted direct chat for `user_id`, created once. The bot is alone in it
+    until the person's first notice: they are invited with it (`invite_missing`), so a chat
+    opened ahead of a reminder is never an empty invitation on somebody's phone."""
     with store.session() as session:
         row = session.get(BotDirectRoomRow, user_id)
         if row is not None:
             return row.room_id
-    room_id = await bot.create_room(name="Hauspost", invite=[user_id], read_only=False,
-                                    is_direct=True)
+    room_id = await bot.create_room(name="Hauspost", read_only=False)
     with store.session() as session:
         session.add(BotDirectRoomRow(user_id=user_id, room_id=room_id, created_at=real_now()))
     return room_id
 
 
 async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str],
-                            concurrency: int = ROOM_CONCURRENCY) -> int:
-    """Create the missing DMs in parallel (room creation is the slow part of a first
-    reminder to many people); returns how many were created. Failures are left to the
-    send, which records them per person."""
+                            concurrency: int = ROOM_CONCURRENCY,
+                            budget_s: float | None = None) -> int:
+    """Create the missing direct chats in parallel (room creation is the slow part of a
+    first reminder to many people); returns how many were created. With `budget_s`, no
+    new one is started after that many seconds (the rest wait for the next tick).
+    Failures are left to the send, which records them per person."""
     with store.session() as session:
         have = set(session.scalars(select(BotDirectRoomRow.user_id)
                                    .where(BotDirectRoomRow.user_id.in_(user_ids))))
     limit = asyncio.Semaphore(concurrency)
     created = 0
+    stop_at = None if budget_s is None else time.perf_counter() + budget_s
 
     async def one(user_id: str) -> None:
         nonlocal created
         async with limit:
+            if stop_at is not None and time.perf_counter() >= stop_at:
+                return
             try:
                 await direct_room(bot, store, user_id)
                 created += 1
@@ -200,20 +211,57 @@ async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str],
     return created
 
 
-async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice,
+def stored_direct_rooms(store: Store, user_ids: set[str]) -> dict[str, str]:
+    with store.session() as session:
+        return dict(session.execute(
+            select(BotDirectRoomRow.user_id, BotDirectRoomRow.room_id)
+            .where(BotDirectRoomRow.user_id.in_(user_ids))).all())
+
+
+async def invite_missing(bot: Bot, rooms: dict[str, str]) -> tuple[int, dict[str, str]]:
+    """Invite each person into their direct chat unless they are in it or invited (a chat
+    opened ahead, or one they left); returns how many were invited and person -> error for
+    invitations that failed."""
+    failed: dict[str, str] = {}
+    missing = sorted((u, r) for u, r in rooms.items() if u not in bot.members(r))
+    limit = asyncio.Semaphore(INVITE_CONCURRENCY)
+
+    async def one(user_id: str, room_id: str) -> None:
+        async with limit:
+            try:
+                await bot.invite_direct(room_id, user_id)
+            except HauspostError as exc:
+                failed[user_id] = str(exc)
+
+    await asyncio.gather(*(one(u, r) for u, r in missing))
+    return len(missing) - len(failed), failed
+
+
+async def share_direct_keys(bot: Bot, rooms: dict[str, str]) -> int:
+    """A fresh room key for each direct chat, sent to its person's devices — the keys of
+    hundreds of chats in a few to-device requests instead of a key share per chat. Returns
+    how many devices got a key."""
+    if not rooms:
+        return 0
+    devices = await bot.current_devices(rooms)
+    keys = []
+    for user_id, room_id in sorted(rooms.items()):
+        session_id, session_key = bot.new_room_session(room_id)
+        keys.append(RoomKey(room_id, session_id, session_key,
+                            {user_id: devices.get(user_id, set())}))
+    sent = await bot.send_room_keys(keys)
+    return sum(len(pairs) for pairs in sent.values())
+
+
+async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice, room_id: str,
                        result: TickResult) -> datetime | None:
     """Claim, send and record one notice; the real time it was sent, or None."""
     if not _claim(store, notice):
         return None
-    room_id: str | None = None
     try:
-        room_id = await direct_room(bot, store, notice.user_id)
-        event_id = await bot.send(room_id, {"msgtype": "m.text", "body": notice.text})
+        event_id = await bot.send_prepared(room_id, {"msgtype": "m.text", "body": notice.text})
     except HauspostError as exc:
-        logger.error("could not send %s of announcement %d to %s: %s", notice.stage,
-                     notice.announcement_id, notice.user_id, exc)
-        _finish(store, notice, room_id=room_id, event_id=None, sent_at=None, error=str(exc))
-        result.failed.append((notice.announcement_id, notice.user_id, notice.stage, str(exc)))
+        _failed(store, notice, room_id, str(exc), result)
         return None
     sent_at = real_now()
     _finish(store, notice, room_id=room_id, event_id=event_id, sent_at=sent_at, error=None)
@@ -222,6 +270,15 @@ async def _send_notice(bot: Bot, store: Store, notice: PlannedNotice,
     else:
         result.reminders.append((notice.announcement_id, notice.user_id, notice.stage))
     return sent_at
+
+
+def _failed(store: Store, notice: PlannedNotice, room_id: str | None, error: str,
+            result: TickResult) -> None:
+    """Record a claimed notice that could not be sent (never retried: at most once)."""
+    logger.error("could not send %s of announcement %d to %s: %s", notice.stage,
+                 notice.announcement_id, notice.user_id, error)
+    _finish(store, notice, room_id=room_id, event_id=None, sent_at=None, error=error)
+    result.failed.append((notice.announcement_id, notice.user_id, notice.stage, error))
 
 
 def _finish(store: Store, notice: PlannedNotice, *, room_id: str | None, event_id: str | None,
@@ -297,10 +354,29 @@ def _audit_room_keys(store: Store, actor: str, shared: list[tuple[int, str, str]
                                        "people": len({u for u, _ in mine})})
 
 
+def upcoming_people(store: Store, now: datetime) -> set[str]:
+    """Who a reminder or manager summary of an open announcement may still reach: its
+    recipients that have not acknowledged, and their managers (deadline still ahead)."""
+    with store.session() as session:
+        rows = session.execute(
+            select(RecipientRow.user_id, RecipientRow.manager_user_id)
+            .join(AnnouncementRow, AnnouncementRow.id == RecipientRow.announcement_id)
+            .where(AnnouncementRow.requires_ack.is_(True), AnnouncementRow.status == "sent",
+                   AnnouncementRow.purged_at.is_(None), AnnouncementRow.deadline > now,
+                   RecipientRow.acked_at.is_(None))).all()
+    return {u for u, _ in rows} | {m for _, m in rows if m}
+
+
 async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: datetime,
                     actor: str, locale: CompanyLocale = UTC_ENGLISH) -> TickResult:
-    """The tick's work with an open bot (the service keeps one bot open between ticks).
-    `now` decides what is due; what is written down carries the real time."""
+    """The tick's work with an open bot. `now` decides what is due; what is written down
+    carries the real time.
+
+    Due notices first: direct chats opened where missing, the people invited where they
+    are not in theirs, a fresh room key per chat sent to their devices (many chats per
+    request), then one event per notice. Then, within `direct_chats_ahead_seconds`, the
+    chats that later reminders of open announcements will need are opened ahead, so the
+    tick that reminds a thousand people only sends."""
     result = TickResult()
     started = time.perf_counter()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
@@ -309,36 +385,54 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
         _audit_room_keys(store, actor, result.room_keys)
     planned = plan_notices(store, now, config, locale)
     synced = time.perf_counter()
-    opened = await open_direct_rooms(bot, store, {n.user_id for n in planned})
+    people = {n.user_id for n in planned}
+    opened = await open_direct_rooms(bot, store, people)
+    rooms = stored_direct_rooms(store, people)
     created = time.perf_counter()
-    if opened:
-        await bot.sync()  # nio learns the new rooms once, not once per room
-    sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
-    if planned:
-        await bot.query_device_keys()  # once for everyone, not racing inside each send
+    invitations, unreachable = await invite_missing(bot, rooms)
+    for user_id in unreachable:
+        del rooms[user_id]
+    invited = time.perf_counter()
+    devices = await share_direct_keys(bot, rooms)
     ready = time.perf_counter()
+    sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
     by_person: dict[str, list[PlannedNotice]] = defaultdict(list)
     for notice in planned:
         by_person[notice.user_id].append(notice)
     limit = asyncio.Semaphore(SEND_CONCURRENCY)
 
-    async def send_to(notices: list[PlannedNotice]) -> None:
+    async def send_to(user_id: str, notices: list[PlannedNotice]) -> None:
         # One person's notices one after the other: they share one direct chat.
         async with limit:
+            room_id = rooms.get(user_id)
             for notice in notices:
-                sent_at = await _send_notice(bot, store, notice, result)
+                if room_id is None:
+                    if _claim(store, notice):
+                        _failed(store, notice, None, unreachable.get(
+                            user_id, "no direct chat could be opened"), result)
+                    continue
+                sent_at = await _send_notice(bot, store, notice, room_id, result)
                 if sent_at is not None:
                     sent[(notice.announcement_id, notice.stage)].append(sent_at)
 
-    await asyncio.gather(*(send_to(n) for _, n in sorted(by_person.items())))
+    await asyncio.gather(*(send_to(u, n) for u, n in sorted(by_person.items())))
     if planned:
         logger.info("tick: %d notices, %d new direct chats; sync and room keys %.2f s, "
-                    "direct chats %.2f s, sync and device keys %.2f s, sending %.2f s",
-                    len(planned), opened, synced - started, created - synced,
-                    ready - created, time.perf_counter() - ready)
+                    "direct chats %.2f s, %d invitations %.2f s, keys to %d devices %.2f s, "
+                    "sending %.2f s", len(planned), opened, synced - started,
+                    created - synced, invitations, invited - created, devices,
+                    ready - invited, time.perf_counter() - ready)
     failed = Counter((a, s) for a, _, s, _ in result.failed)
     if sent or failed:
         _audit_notices(store, actor, now, sent, failed)
+    if config.direct_chats_ahead_seconds > 0:
+        ahead = time.perf_counter()
+        result.direct_chats_ahead = await open_direct_rooms(
+            bot, store, upcoming_people(store, now),
+            budget_s=config.direct_chats_ahead_seconds)
+        if result.direct_chats_ahead:
+            logger.info("tick: %d direct chats opened ahead of later reminders in %.2f s",
+                        result.direct_chats_ahead, time.perf_counter() - ahead)
     result.purged_announcements = purge_expired(store, now, config.retention_days, actor)
     return result
 

@@ -57,7 +57,12 @@ from provisioner.directory.read import read_directory
 from provisioner.settings import Settings, load_settings
 from provisioner.store import Store, open_store
 from provisioner.store import repository as repo
-from provisioner.store.announcement_models import AnnouncementRow, NoticeRow, RecipientRow
+from provisioner.store.announcement_models import (
+    AnnouncementRow,
+    BotDirectRoomRow,
+    NoticeRow,
+    RecipientRow,
+)
 from provisioner.store.rooms_models import ManagedRoomRow
 from tests.harness.e2ee import E2EEError, close_all, e2ee_login, send_content
 from tests.harness.synapse_server import TEST_PASSWORD, SynapseServer, TestUser
@@ -227,6 +232,31 @@ def _members(server: SynapseServer, room_id: str) -> set[str]:
         return set(resp.json()["members"])
 
 
+def _invited(server: SynapseServer, room_id: str) -> set[str]:
+    return {e["state_key"] for e in _room_state(server, room_id)
+            if e["type"] == "m.room.member" and e["content"]["membership"] == "invite"}
+
+
+def _member_event(server: SynapseServer, room_id: str, user_id: str) -> dict[str, Any]:
+    (content,) = [e["content"] for e in _room_state(server, room_id)
+                  if e["type"] == "m.room.member" and e["state_key"] == user_id]
+    return dict(content)
+
+
+def _room_state(server: SynapseServer, room_id: str) -> list[dict[str, Any]]:
+    with server.admin() as c:
+        resp = c.get(f"/_synapse/admin/v1/rooms/{quote(room_id)}/state")
+        resp.raise_for_status()
+        state: list[dict[str, Any]] = resp.json()["state"]
+        return state
+
+
+def _direct_rooms(company: Company) -> dict[str, str]:
+    with company.store.session() as session:
+        return dict(session.execute(select(BotDirectRoomRow.user_id,
+                                           BotDirectRoomRow.room_id)).all())
+
+
 def _bot_id(company: Company) -> str:
     return json.loads((company.data_dir / "keys" / "bot_device.json").read_text())["user_id"]
 
@@ -293,16 +323,33 @@ async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
     assert "<svg" in page and "<script" not in page and "http://" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
 
-    # 23 h before the deadline: exactly the five get the first reminder, as encrypted DMs.
+    # That tick also opened, ahead, the direct chats later notices will need: the five
+    # and their three heads, each holding only the bot — nobody sees an empty invitation.
+    heads = {d: company.user_ids[i] for d, i in HEADS.items()}
+    assert first.direct_chats_ahead == 8
+    dms = _direct_rooms(company)
+    assert set(dms) == missing_ids | set(heads.values())
+    assert all(_members(company.server, r) == {bot} and _invited(company.server, r) == set()
+               for r in dms.values())
+
+    # 23 h before the deadline: exactly the five get the first reminder, as encrypted DMs:
+    # invited into the chat opened ahead, marked as a direct chat.
     second = await run_tick(company.settings, deadline - timedelta(hours=23))
     assert {(u, s) for _, u, s in second.reminders} == {(u, "reminder-24h") for u in missing_ids}
-    assert second.summaries == [] and second.failed == []
+    assert second.summaries == [] and second.failed == [] and second.direct_chats_ahead == 0
+    assert {u: _invited(company.server, r) for u, r in dms.items()} == {
+        u: ({u} if u in missing_ids else set()) for u in dms}
+    assert all(_member_event(company.server, dms[u], u)["is_direct"] is True
+               for u in missing_ids)
     inboxes = await asyncio.gather(*(_bot_dm_messages(c, bot) for c in company.clients))
     for i, inbox in enumerate(inboxes):
         if i in SILENT:
             assert len(inbox) == 1 and secret in inbox[0] and "Reminder" in inbox[0], inbox
         else:
             assert inbox == [], (company.names[i], inbox)
+    # One of the five leaves the bot's chat: the next notice invites them again.
+    leaver = company.clients[SILENT[0]]
+    await leaver.room_leave(dms[leaver.user_id])
     # At most once per person and stage.
     again = await run_tick(company.settings, deadline - timedelta(hours=22))
     assert again.reminders == [] and again.summaries == []
@@ -311,8 +358,10 @@ async def test_announcement_to_all_acknowledgements_reminders_and_escalation(
     # listing only their own people.
     after = await run_tick(company.settings, deadline + timedelta(hours=1))
     assert {(u, s) for _, u, s in after.reminders} == {(u, "reminder-0h") for u in missing_ids}
-    heads = {d: company.user_ids[i] for d, i in HEADS.items()}
     assert sorted(u for _, u in after.summaries) == sorted(heads.values())
+    assert after.failed == [] and _direct_rooms(company) == dms  # the same chats, reused
+    invited_again = _member_event(company.server, dms[leaver.user_id], leaver.user_id)
+    assert (invited_again["membership"], invited_again["is_direct"]) == ("invite", True)
     inboxes = await asyncio.gather(*(_bot_dm_messages(c, bot) for c in company.clients))
     for dept, head_index in HEADS.items():
         summaries = [b for b in inboxes[head_index] if "not acknowledged yet" in b]
