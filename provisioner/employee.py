@@ -29,6 +29,8 @@ class Employee:
     status: Status = Status.ACTIVE
     #: Last working day; offboarded at the end of this day in the company's time zone.
     leave_date: date | None = None
+    #: Preferred language as a primary subtag ("de", "en"), if the directory has one.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

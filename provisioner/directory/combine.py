@@ -50,6 +50,7 @@ def combine(ldap: DirectoryRead, hr: HrRead, *, ldap_only: LdapOnlyRule = "inclu
             employee,
             status=Status.INACTIVE if inactive else Status.ACTIVE,
             leave_date=record.leave_date,
+            language=employee.language or record.language,
         ))
 
     unidentified = sum(1 for p in hr.problems if not p.employee_id)

@@ -33,7 +33,7 @@ UnexplainedRule = Literal["report", "deactivate"]
 
 #: Roles an HR column can fill, in the order they are documented.
 HR_ROLES = ("employee_id", "localpart", "display_name", "email", "department", "location",
-            "manager_id", "groups", "status", "leave_date")
+            "manager_id", "groups", "status", "leave_date", "language")
 
 DEFAULT_ACTIVE_VALUES = ("active", "aktiv")
 DEFAULT_INACTIVE_VALUES = ("inactive", "inaktiv", "left", "ausgetreten")
@@ -50,6 +50,8 @@ class LdapSourceOptions:
     department_attribute: str = "departmentNumber"
     location_attribute: str = "l"
     manager_attribute: str = "manager"
+    #: RFC 2798's preferredLanguage (Accept-Language form); in AD's schema too.
+    language_attribute: str = "preferredLanguage"
     group_mode: GroupMode = "group_of_names"
     #: None: the `ldap.base_dn`.
     groups_base_dn: str | None = None
@@ -120,6 +122,7 @@ def parse_ldap_source_options(section: Section, base: Path,
                                          "department" if ad else "departmentNumber"),
         location_attribute=section.str("location_attribute", "l"),
         manager_attribute=section.str("manager_attribute", "manager"),
+        language_attribute=section.str("language_attribute", "preferredLanguage"),
         group_mode=group_mode,
         groups_base_dn=section.str("groups_base_dn"),
         group_filter=_filter(section, "group_filter",
@@ -161,6 +164,7 @@ class HrColumns:
     groups: str | None = None
     status: str | None = None
     leave_date: str | None = None
+    language: str | None = None
 
     def mapped(self) -> dict[str, str]:
         """role -> header for every mapped role, in documented order."""

@@ -17,6 +17,7 @@ from datetime import date
 from provisioner.directory.config import HrCsvConfig
 from provisioner.directory.duplicates import duplicate_reasons
 from provisioner.directory.errors import DirectorySourceError, DirectoryUnavailableError
+from provisioner.directory.language import preferred_language
 from provisioner.directory.leave import effective_status
 from provisioner.directory.localpart import InvalidLocalpartError, normalise_localpart
 from provisioner.employee import DirectoryRead, Employee, SourceProblem, Status
@@ -51,6 +52,7 @@ class HrRecord:
     #: None when the file has no status column.
     status: Status | None = None
     leave_date: date | None = None
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def _record(config: HrCsvConfig, line: int, row: _Row, server_name: str | None) 
         line=line, employee_id=employee_id, localpart=localpart, display_name=display_name,
         email=row.get("email"), department=row.get("department"), location=row.get("location"),
         manager_id=row.get("manager_id"), groups=groups, status=_status(config, row),
-        leave_date=leave_date,
+        leave_date=leave_date, language=preferred_language(row.get("language")),
     )
 
 
@@ -301,7 +303,7 @@ def hr_directory_read(read: HrRead) -> DirectoryRead:
             employee_id=r.employee_id, localpart=r.localpart, display_name=r.display_name,
             email=r.email, department=r.department, location=r.location,
             manager_id=r.manager_id, groups=r.groups, status=r.status or Status.ACTIVE,
-            leave_date=r.leave_date,
+            leave_date=r.leave_date, language=r.language,
         ))
     return DirectoryRead(employees=tuple(employees), problems=read.problems, complete=True,
                          source=read.source)

@@ -20,6 +20,7 @@ from ldap3.utils.dn import parse_dn
 
 from provisioner.directory.config import LdapSourceOptions
 from provisioner.directory.duplicates import Located
+from provisioner.directory.language import preferred_language
 from provisioner.directory.localpart import InvalidLocalpartError, normalise_localpart
 from provisioner.employee import Employee, SourceProblem, Status
 
@@ -45,6 +46,7 @@ class AttributeMap:
     active_directory: bool
     disabled_attribute: str | None = None
     disabled_values: tuple[str, ...] = ()
+    language: str | None = None
 
     @classmethod
     def from_options(cls, *, localpart: str, display_name: str, email: str,
@@ -58,6 +60,7 @@ class AttributeMap:
             active_directory=active_directory,
             disabled_attribute=options.disabled_attribute,
             disabled_values=options.disabled_values,
+            language=options.language_attribute,
         )
 
     def attributes(self) -> list[str]:
@@ -70,6 +73,8 @@ class AttributeMap:
             names.append("userAccountControl")
         if self.disabled_attribute:
             names.append(self.disabled_attribute)
+        if self.language:
+            names.append(self.language)
         return list(dict.fromkeys(names))
 
 
@@ -230,6 +235,7 @@ def _map_one(entry: _Entry, amap: AttributeMap, groups_by_member: Mapping[str, f
         location=entry.first(amap.location),
         groups=groups,
         status=_status(entry, amap),
+        language=preferred_language(entry.first(amap.language)) if amap.language else None,
     )
     return employee, entry.first(amap.manager)
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from scim2_models import InvalidValueException
 
+from provisioner.directory.language import preferred_language
+
 _LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
 ENTERPRISE_USER = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -27,6 +29,7 @@ class ScimPerson:
     display_name: str
     email: str | None
     active: bool
+    language: str | None = None
 
 
 def localpart_of(user_name: str) -> str:
@@ -72,4 +75,5 @@ def person_of(user: dict[str, Any], *, employee_id: str) -> ScimPerson:
         raise InvalidValueException(detail="userName is required")
     return ScimPerson(employee_id=employee_id, localpart=localpart_of(user_name),
                       display_name=_display_name(user, user_name), email=_email(user),
-                      active=user.get("active") is not False)
+                      active=user.get("active") is not False,
+                      language=preferred_language(_text(user.get("preferredLanguage"))))

@@ -70,7 +70,8 @@ def scim_directory(users: Sequence[StoredScimUser], groups: Mapping[str, frozens
             employee_id=person.employee_id, localpart=localpart,
             display_name=person.display_name, email=person.email,
             groups=groups.get(person.employee_id, frozenset()),
-            status=Status.ACTIVE if person.active else Status.INACTIVE)))
+            status=Status.ACTIVE if person.active else Status.INACTIVE,
+            language=person.language)))
     kept, duplicates = reject_duplicates(located, problems)
     return DirectoryRead(employees=kept, problems=(*problems, *duplicates), complete=True,
                          source=SOURCE)

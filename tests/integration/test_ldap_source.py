@@ -108,6 +108,23 @@ def test_reads_inet_org_person_with_group_of_names_groups(tree: Tree) -> None:
     ]
 
 
+def test_preferred_language_is_read_as_a_language_code_and_never_rejects_an_entry(
+        tree: Tree) -> None:
+    tree.add([
+        person("dora", "E1", "Dora Yılmaz", extra={"preferredLanguage": ["de-DE"]}),
+        person("ed", "E2", "Ed Brown", extra={"preferredLanguage": ["en-GB, de;q=0.8"]}),
+        person("fay", "E3", "Fay 王", extra={"preferredLanguage": ["Klingonisch!?"]}),
+        person("gus", "E4", "Gus Öztürk"),
+    ])
+    read = LdapSource(tree.settings()).read()
+    assert read.problems == ()
+    assert {e.localpart: e.language for e in read.employees} == {
+        "dora": "de", "ed": "en", "fay": None, "gus": None}
+    # Another attribute can be named (e.g. a custom one); one not set means no language.
+    other = LdapSource(tree.settings(language_attribute="description")).read()
+    assert {e.language for e in other.employees} == {None}
+
+
 def test_entry_missing_a_required_attribute_is_reported_and_skipped(tree: Tree) -> None:
     tree.add([person("anna", "E1"), person("nonumber", None), person("carl", "E3")])
 

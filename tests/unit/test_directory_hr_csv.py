@@ -240,3 +240,15 @@ def test_header_problems_name_the_header_line(tmp_path: Path) -> None:
     with pytest.raises(DirectorySourceError) as caught:
         read_hr_csv(config(write(tmp_path, text), cols))
     assert str(caught.value) == "employees.csv:2: column 'id' appears more than once in the header"
+
+
+def test_language_column_gives_each_person_a_language_code(tmp_path: Path) -> None:
+    text = ("Personalnummer;Login;Name;Sprache\n1001;anna;Anna;Deutsch\n1002;ben;Ben;en-GB\n"
+            "1003;cem;Cem;\n1004;dan;Dan;??\n")
+    cols = HrColumns(employee_id="Personalnummer", localpart="Login", display_name="Name",
+                     language="Sprache")
+    read = read_hr_csv(config(write(tmp_path, text), cols, identity_source=True))
+    assert read.problems == ()
+    assert [(r.localpart, r.language) for r in read.records] == [
+        ("anna", "de"), ("ben", "en"), ("cem", None), ("dan", None)]
+    assert [e.language for e in hr_directory_read(read).employees] == ["de", "en", None, None]

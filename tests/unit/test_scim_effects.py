@@ -49,4 +49,4 @@ def test_reconcile_carries_the_fixed_matrix_id() -> None:
     (job,) = user_effects(None, ANN, UID)
     assert job.payload == {"employee_id": "E1", "localpart": "ann", "display_name": "Ann",
                            "email": "ann@example.com", "active": True, "user_id": UID,
-                           "reactivate": True}
+                           "reactivate": True, "language": None}

@@ -73,3 +73,11 @@ def test_active_defaults_to_true_and_false_means_inactive() -> None:
 def test_missing_user_name_is_400() -> None:
     with pytest.raises(InvalidValueException):
         person_of({"displayName": "Nobody"}, employee_id="E")
+
+
+@pytest.mark.parametrize(("value", "language"), [
+    ("de-DE", "de"), ("en-US, de;q=0.5", "en"), ("", None), (42, None), ("!!", None)])
+def test_preferred_language_is_a_language_code_or_nothing(value: object,
+                                                          language: str | None) -> None:
+    user = {"userName": "u", "preferredLanguage": value}
+    assert person_of(user, employee_id="E").language == language
