@@ -1,6 +1,11 @@
 """Apply a room plan through Synapse: creates first (parents before children), then each
 room's settings, then memberships with bounded concurrency. One audit row per change.
 
+Before the first request every action is written down as an intent (`room_intents`); its
+audit row deletes it in the same transaction. An intent left by a run that died between a
+change reaching Synapse and its audit row is recorded late by the next room sync
+(provisioner.rooms.late).
+
 Writes go through `SynapseAdmin.request` with the service account's token, so they are
 counted with the account writes and a no-op run proves zero writes. Rooms are created by
 the service account (room version 12: it is the room's creator), invite-only, encrypted.
@@ -19,7 +24,7 @@ from urllib.parse import quote
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from provisioner.errors import HauspostError
 from provisioner.homeserver.synapse_admin import SynapseAdmin
@@ -43,7 +48,7 @@ from provisioner.rooms.plan import (
 )
 from provisioner.store import Store
 from provisioner.store.change_writer import Change, ChangeWriter
-from provisioner.store.rooms_models import ManagedRoomRow
+from provisioner.store.rooms_models import ManagedRoomRow, RoomIntentRow
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +118,61 @@ def create_body(action: CreateRoom, *, parent_room_id: str | None,
     return body
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """The audit row of one applied room action, but for who, when and which run."""
+
+    action: str
+    target: str
+    reason: str
+    details: dict[str, Any]
+
+
+_REVERTED = "reverted to the room policy (changed outside it, or the policy changed)"
+
+
+def audit_entry(action: RoomAction, room_ids: Mapping[str, str]) -> AuditEntry:
+    """What the audit row of `action` says, its room (and a child's) looked up in
+    `room_ids`: the same row whether it is written at once or late. Raises KeyError for a
+    room not in `room_ids`."""
+    room_id = room_ids[action.key]
+    details: dict[str, Any] = {"policy_key": action.key}
+    if isinstance(action, CreateRoom):
+        return AuditEntry(f"room.{action.kind}", room_id, "declared in the room policy",
+                          {**details, "name": action.name, "parent": action.parent})
+    if isinstance(action, SetRoomState):
+        return AuditEntry(f"room.{action.kind}", room_id, _REVERTED,
+                          {**details, "old": action.old, "new": action.new})
+    if isinstance(action, AddSpaceChild | RemoveSpaceChild):
+        return AuditEntry(f"room.{action.kind}", room_id, "room policy hierarchy",
+                          {**details, "child": action.child,
+                           "child_room_id": room_ids[action.child]})
+    if isinstance(action, AddMember | RemoveMember):
+        return AuditEntry(f"room.{action.kind}", action.user_id, action.reason,
+                          {**details, "room_id": room_id})
+    if isinstance(action, ArchiveRoom):
+        return AuditEntry("room.archive", room_id, action.reason, details)
+    if isinstance(action, ReleaseRoom):
+        return AuditEntry("room.release", room_id, action.reason, details)
+    raise TypeError(f"unknown room action {action!r}")  # pragma: no cover
+
+
+def write_intents(store: Store, plan: RoomPlan, run_id: int, now: datetime) -> dict[int, int]:
+    """Write every action of `plan` down as an intent of run `run_id` (one statement);
+    returns id(action) -> its seq."""
+    if not plan.actions:
+        return {}
+    with store.transaction() as conn:
+        conn.execute(insert(RoomIntentRow), [
+            {"run_id": run_id, "seq": seq, "action": action.to_json(), "created_at": now}
+            for seq, action in enumerate(plan.actions)])
+    return {id(action): seq for seq, action in enumerate(plan.actions)}
+
+
 class _RoomApplier:
     def __init__(self, admin: SynapseAdmin, store: Store, writer: ChangeWriter, *, run_id: int,
                  actor: str, server_name: str, room_ids: dict[str, str], concurrency: int,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], intents: Mapping[int, int]) -> None:
         self.admin = admin
         self.store = store
         self.writer = writer
@@ -125,6 +181,8 @@ class _RoomApplier:
         self.server_name = server_name
         self.room_ids = room_ids
         self.clock = clock
+        #: id(action) -> seq of its intent.
+        self.intents = intents
         self.slots = asyncio.Semaphore(concurrency)
         self.result = RoomApplyResult()
         self.pending: list[asyncio.Task[None]] = []
@@ -135,14 +193,16 @@ class _RoomApplier:
         except KeyError:
             raise HauspostError(f"room {key} was not created in this run") from None
 
-    async def audit(self, action: RoomAction, audit_action: str, target: str, reason: str,
-                    **details: Any) -> None:
-        """Record a change Synapse has made. Not waited for: a room's next membership
-        request need not wait for the store (`recorded` waits for all of them)."""
+    async def audit(self, action: RoomAction) -> None:
+        """Record a change Synapse has made, resolving its intent. Not waited for: a room's
+        next membership request need not wait for the store (`recorded` waits for all)."""
+        entry = audit_entry(action, self.room_ids)
+        seq = self.intents.get(id(action))
         change = Change(audit={
-            "at": self.clock(), "actor": self.actor, "action": audit_action, "target": target,
-            "reason": reason, "run_id": self.run_id,
-            "details": {"policy_key": action.key, **details}})
+            "at": self.clock(), "actor": self.actor, "action": entry.action,
+            "target": entry.target, "reason": entry.reason, "run_id": self.run_id,
+            "details": entry.details},
+            intent=None if seq is None else (self.run_id, seq))
 
         async def write() -> None:
             try:
@@ -191,51 +251,45 @@ class _RoomApplier:
                 existing.room_id, existing.status, existing.updated_at = room_id, "active", now
                 existing.on_removed = action.on_removed
         self.room_ids[action.key] = room_id
-        await self.audit(action, f"room.{action.kind}", room_id, "declared in the room policy",
-                         name=action.name, parent=action.parent)
+        await self.audit(action)
 
     async def one(self, action: RoomAction) -> None:
         if isinstance(action, SetRoomState):
             await self.put_state(action.key, action.event_type, "", state_content(action))
             if action.event_type == MARKER and not action.new.get("archived"):
                 self._set_status(action.key, "active")
-            await self.audit(action, f"room.{action.kind}", self.room_id(action.key),
-                             "reverted to the room policy (changed outside it, or the "
-                             "policy changed)", old=action.old, new=action.new)
+            await self.audit(action)
         elif isinstance(action, AddSpaceChild | RemoveSpaceChild):
             child_id = self.room_id(action.child)
             add = isinstance(action, AddSpaceChild)
             await self.put_state(action.key, "m.space.child", child_id,
                                  {"via": [self.server_name]} if add else {})
-            await self.audit(action, f"room.{action.kind}", self.room_id(action.key),
-                             "room policy hierarchy", child=action.child, child_room_id=child_id)
+            await self.audit(action)
         elif isinstance(action, AddMember):
             room_id = self.room_id(action.key)
             async with self.slots:
                 # Invite and join in one call: nobody has to accept an invite.
                 await self.admin.request("POST", f"/_synapse/admin/v1/join/{_q(room_id)}",
                                          json={"user_id": action.user_id})
-            await self.audit(action, "room.add_member", action.user_id, action.reason,
-                             room_id=room_id)
+            await self.audit(action)
         elif isinstance(action, RemoveMember):
             room_id = self.room_id(action.key)
             async with self.slots:
                 await self.admin.request("POST", f"/_matrix/client/v3/rooms/{_q(room_id)}/kick",
                                          json={"user_id": action.user_id,
                                                "reason": action.reason})
-            await self.audit(action, "room.remove_member", action.user_id, action.reason,
-                             room_id=room_id)
+            await self.audit(action)
         elif isinstance(action, ArchiveRoom):
             await self.put_state(action.key, MARKER, "", {"policy_key": action.key,
                                                           "mandatory": False, "archived": True})
             await self.put_state(action.key, "m.room.power_levels", "",
                                  power_levels(archived=True))
             self._set_status(action.key, "archived")
-            await self.audit(action, "room.archive", self.room_id(action.key), action.reason)
+            await self.audit(action)
         elif isinstance(action, ReleaseRoom):
             await self.put_state(action.key, MARKER, "", {})
             self._set_status(action.key, "released")
-            await self.audit(action, "room.release", self.room_id(action.key), action.reason)
+            await self.audit(action)
         else:  # pragma: no cover - the planner makes no other actions
             raise TypeError(f"unknown room action {action!r}")
 
@@ -298,10 +352,11 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
                    TimeElapsedColumn(), console=console,
                    disable=not progress or not plan.actions)
 
+    intents = write_intents(store, plan, run_id, clock())
     async with ChangeWriter(store) as writer:
         applier = _RoomApplier(admin, store, writer, run_id=run_id, actor=actor,
                                server_name=server_name, room_ids=dict(room_ids),
-                               concurrency=concurrency, clock=clock)
+                               concurrency=concurrency, clock=clock, intents=intents)
         with bar:
             task = bar.add_task("rooms", total=len(plan.actions))
 

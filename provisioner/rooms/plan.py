@@ -464,6 +464,24 @@ ROOM_ACTION_KINDS = ("create_space", "create_room", "set_name", "set_topic", "se
                      "archive_room", "release_room")
 
 
+_ACTION_TYPES: dict[str, type[RoomAction]] = {cls.kind: cls for cls in (
+    CreateRoom, CreateSpace, SetName, SetTopic, SetAvatar, SetHistoryVisibility,
+    SetPowerLevels, SetMarker, SetRetention, AddSpaceChild, RemoveSpaceChild, AddMember,
+    RemoveMember, ArchiveRoom, ReleaseRoom)}
+
+
+def action_from_json(data: Mapping[str, Any]) -> RoomAction:
+    """The action `RoomAction.to_json()` wrote (a room intent). Raises ValueError."""
+    fields = dict(data)
+    cls = _ACTION_TYPES.get(str(fields.pop("action", "")))
+    if cls is None:
+        raise ValueError(f"not a room action: {data.get('action')!r}")
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise ValueError(f"room action {cls.kind}: {exc}") from None
+
+
 def power_level_diff(old: Any, new: Any) -> str:
     """Which top-level keys / users differ, for a one-line description."""
     old = old if isinstance(old, Mapping) else {}

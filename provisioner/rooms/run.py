@@ -40,6 +40,7 @@ from provisioner.errors import HauspostError
 from provisioner.homeserver.synapse_admin import SynapseAdmin
 from provisioner.policy import PolicySet, load_policies
 from provisioner.rooms.apply import RoomApplyResult, RoomFailure, apply_room_plan
+from provisioner.rooms.late import record_late_changes
 from provisioner.rooms.plan import (
     MARKER,
     RETENTION,
@@ -64,11 +65,15 @@ logger = logging.getLogger(__name__)
 class RoomOutcome:
     plan: RoomPlan
     result: RoomApplyResult = field(default_factory=RoomApplyResult)
+    #: Changes an interrupted earlier run made in Synapse, audited by this run
+    #: (provisioner.rooms.late).
+    recorded_late: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"plan": self.plan.to_json(), "applied": dict(self.result.applied),
                 "failures": [{"action": f.action.to_json(), "error": f.error}
-                             for f in self.result.failures]}
+                             for f in self.result.failures],
+                "recorded_late": self.recorded_late}
 
 
 def load_room_policy(settings: Settings) -> PolicySet | None:
@@ -283,8 +288,11 @@ async def sync_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdm
     policy = load_room_policy(settings)
     if policy is None:
         return None
-    plan, managed, _ = await plan_room_changes(settings, policy, store, admin, directory,
-                                            stored_accounts(store), now, read=read)
+    plan, managed, states = await plan_room_changes(settings, policy, store, admin, directory,
+                                                    stored_accounts(store), now, read=read)
+    # Before this run's own intents: what an interrupted run left undecided.
+    late = record_late_changes(store, managed, states, service_user_id=settings.service_user_id,
+                               run_id=run_id)
     _record_on_removed(store, policy, managed)
     bot = announcement_bot(settings, policy)
     bot_adds = [a for a in plan.actions
@@ -306,7 +314,7 @@ async def sync_rooms_for_run(settings: Settings, store: Store, admin: SynapseAdm
         room_ids={k: r.room_id for k, r in managed.items() if r.status != "released"},
         concurrency=settings.sync.concurrency, progress=progress)
     result.failures.extend(not_applied)
-    return RoomOutcome(plan=plan, result=result)
+    return RoomOutcome(plan=plan, result=result, recorded_late=late)
 
 
 async def _ensure_bot_account(settings: Settings, store: Store, admin: SynapseAdmin,
@@ -360,6 +368,9 @@ def render_room_plan(outcome: RoomOutcome) -> str:
     lines.extend(f"  ! {p}" for p in plan.problems)
     lines.extend(f"Note: {n}" for n in plan.notes)
     lines.extend(f"  failed: {f.action.describe()}: {f.error}" for f in outcome.result.failures)
+    if outcome.recorded_late:
+        lines.append(f"Recorded late: {outcome.recorded_late} room change(s) an interrupted "
+                     "run made in Synapse without its audit row")
     counts = {k: v for k, v in plan.counts().items() if v}
     lines.append("Room counts: " + (", ".join(f"{k} {v}" for k, v in counts.items())
                                     or "no changes"))

@@ -9,6 +9,9 @@ commit, with one multi-row statement per table.
 
 If a batch fails, each change of it is retried on its own, so one bad change (say, a link
 that already exists) fails alone.
+
+A room change also deletes its intent (`room_intents`) in the transaction that writes its
+audit row: an intent and its audit row never exist together (provisioner.rooms.late).
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from provisioner.errors import HauspostError
 from provisioner.store.database import Store
 from provisioner.store.models import AccountRow, AuditRow
+from provisioner.store.rooms_models import RoomIntentRow
 
 logger = logging.getLogger(__name__)
 
 _ACCOUNTS = cast(Table, AccountRow.__table__)
 _AUDIT = cast(Table, AuditRow.__table__)
+_INTENTS = cast(Table, RoomIntentRow.__table__)
 _MUTABLE = frozenset({"display_name", "email", "active", "hold", "deactivated_at",
                       "deactivation_reason"})
 
@@ -45,6 +50,8 @@ class Change:
     link: dict[str, Any] | None = None
     #: (user_id, column -> value) for the account's applied state, or None.
     account_update: tuple[str, dict[str, Any]] | None = None
+    #: (run id, seq) of the room intent this change resolves, or None.
+    intent: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.account_update is not None:
@@ -70,6 +77,13 @@ def write_changes(conn: Connection, changes: list[Change]) -> None:
         if result.rowcount != len(rows):
             raise LookupError(f"{len(rows) - result.rowcount} account(s) have no stored link")
     conn.execute(insert(_AUDIT), [c.audit for c in changes])
+    resolved: dict[int, list[int]] = defaultdict(list)
+    for c in changes:
+        if c.intent is not None:
+            resolved[c.intent[0]].append(c.intent[1])
+    for run_id, seqs in resolved.items():
+        conn.execute(delete(_INTENTS).where(_INTENTS.c.run_id == run_id,
+                                            _INTENTS.c.seq.in_(seqs)))
 
 
 class ChangeWriter:

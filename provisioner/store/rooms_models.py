@@ -1,14 +1,17 @@
-"""Managed rooms: the stable policy key <-> Matrix room ID link, and the room's status.
+"""Managed rooms: the stable policy key <-> Matrix room ID link, and the room's status;
+and the room sync's intents (its planned actions until each is audited).
 
 The link is what makes a renamed room in the policy rename the Matrix room instead of
-creating a second one. Rows are never deleted: an archived or released room keeps its row.
+creating a second one. Its rows are never deleted: an archived or released room keeps its
+row.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from provisioner.store.models import Base, UTCDateTime
@@ -27,3 +30,18 @@ class ManagedRoomRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_run_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("runs.id"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RoomIntentRow(Base):
+    """One planned room action of a run, from before its first request until its audit row
+    is written (the same transaction deletes it). One left behind: the run ended between
+    the two, and the next room sync decides from Synapse whether the change happened."""
+
+    __tablename__ = "room_intents"
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id"), primary_key=True)
+    #: The action's place in the run's room plan.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: `RoomAction.to_json()`.
+    action: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

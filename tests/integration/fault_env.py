@@ -11,7 +11,12 @@ and the invariants checked:
 - display names are what the directory says;
 - every account change that reached Synapse has its audit row (create or adopt, rename,
   deactivate), and no change is audited twice;
-- the run lock is free and no second plan is pending (a re-run changes nothing).
+- the managed room (`all`, everybody) holds every active employee, and every member has
+  exactly one `room.add_member` row for it: one that reached Synapse while the killed
+  sync could not record it is recorded late by the re-run (provisioner.rooms.late), with
+  `recorded_late` and the killed run's id;
+- the run lock is free, no room intent is left, no run still says "running", and no
+  second plan is pending (a re-run changes nothing).
 
 Used by tests/integration/test_faults.py (a small fixed set) and bench/bench_faults.py
 (50+ seeded iterations).
@@ -26,11 +31,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
+import yaml
+
+from provisioner.rooms.run import load_managed
 from provisioner.store import repository as repo
-from provisioner.store.models import AccountRow, RunLockRow
+from provisioner.store.models import AccountRow, RunLockRow, RunRow
+from provisioner.store.rooms_models import RoomIntentRow
 from tests.harness.ldap_seed import SeedPerson, modify_person, rename_person
 from tests.harness.slapd_server import SlapdServer, find_slapd, wait_until_answering
 from tests.harness.synapse_server import SynapseServer
@@ -38,6 +50,30 @@ from tests.integration.accounts_env import AccountsEnv
 
 HAUSPOST = str(Path(sys.executable).parent / "hauspost")
 TARGETS = ("sync", "synapse", "slapd")
+ROOM_POLICY = "rooms:\n  - key: all\n    name: Alle\n    members: all\n"
+
+
+def _edit_config(env: AccountsEnv, **sections: Any) -> None:
+    path = env.workdir / "hauspost.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in sections.items():
+        doc[key] = value
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+
+def manage_rooms(env: AccountsEnv) -> None:
+    """One managed room everybody is in (hauspost.yaml `policies:`)."""
+    (env.workdir / "policies").mkdir(exist_ok=True)
+    (env.workdir / "policies" / "company.yaml").write_text(ROOM_POLICY, encoding="utf-8")
+    _edit_config(env, policies="policies")
+
+
+def route_homeserver(env: AccountsEnv, url: str) -> None:
+    """Point the CLI's hauspost.yaml at `url` (a kill proxy) or back at Synapse."""
+    path = env.workdir / "hauspost.yaml"
+    homeserver = dict(yaml.safe_load(path.read_text(encoding="utf-8"))["homeserver"])
+    homeserver["url"] = url
+    _edit_config(env, homeserver=homeserver)
 
 
 @dataclass
@@ -107,6 +143,7 @@ def run_iteration(env: AccountsEnv, seed: int, target: str, *, point: str = "ran
     rng = random.Random(seed)  # noqa: S311 - seeded fault injection, not cryptography
     staff = [env.person(i) for i in range(people)]
     env.seed(staff)
+    manage_rooms(env)
     first = env.cli("sync", "-q")
     assert first.returncode == 0, first.stderr
     hires, renames, leavers = change_directory(env, staff, rng)
@@ -202,9 +239,50 @@ def check_invariants(env: AccountsEnv, everyone: list[SeedPerson], renames: dict
                             " times")
     if lock:
         problems.append("the run lock is still held after the last sync")
+    problems.extend(check_room_records(env, [env.mxid(p) for p in everyone
+                                             if p.uid not in leavers], rows))
     again = env.cli("plan")
     if again.returncode != 0:
         problems.append(f"a plan after recovery is not empty (exit {again.returncode}): "
                         f"{again.stdout[-300:]}")
     return problems
 
+
+
+def room_members(env: AccountsEnv, key: str = "all") -> set[str]:
+    """The joined members of a managed room, as Synapse lists them (the service account
+    and the bot aside: only this test's people)."""
+    room = load_managed(env.store).get(key)
+    if room is None:
+        return set()
+    with env.synapse.admin() as c:
+        resp = c.get(f"/_synapse/admin/v1/rooms/{quote(room.room_id)}/members")
+    resp.raise_for_status()
+    return {m for m in resp.json()["members"] if env.prefix in m}
+
+
+def check_room_records(env: AccountsEnv, active: Sequence[str], rows: Sequence[Any]
+                       ) -> list[str]:
+    """The managed room holds every active person, each member has exactly one
+    `room.add_member` row for it (a late one says so), nothing is left undecided."""
+    problems: list[str] = []
+    room = load_managed(env.store).get("all")
+    if room is None:
+        return ["the managed room `all` was never created"]
+    members = room_members(env)
+    missing = set(active) - members
+    if missing:
+        problems.append(f"active people not in the room: {sorted(missing)}")
+    adds = Counter(r.target for r in rows if r.action == "room.add_member"
+                   and (r.details or {}).get("room_id") == room.room_id)
+    for user_id in sorted(members):
+        if adds[user_id] != 1:
+            problems.append(f"{user_id} is in the room with {adds[user_id]} add_member rows")
+    with env.store.session() as s:
+        intents = s.query(RoomIntentRow).count()
+        running = [(r.id, r.kind) for r in s.query(RunRow).filter(RunRow.status == "running")]
+    if intents:
+        problems.append(f"{intents} room intent(s) left undecided after the last sync")
+    if running:
+        problems.append(f"runs still marked running after the last sync: {running}")
+    return problems

@@ -20,6 +20,7 @@ from provisioner.store.change_writer import Change, ChangeWriter
 from provisioner.store.database import make_engine
 from provisioner.store.migrate import HEADS, current_revisions, head_revisions
 from provisioner.store.models import AuditRow, RunLockRow
+from provisioner.store.rooms_models import RoomIntentRow
 from provisioner.store.run_lock import RunLockedError, run_lock
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -294,6 +295,37 @@ async def test_change_writer_commits_batches_and_isolates_a_bad_change(store: St
         assert links["@a:corp.test"].hold is True
         targets = [r.target for r in repo.query_audit(s, repo.AuditQuery())]
         assert sorted(targets) == ["@a:corp.test", "@a:corp.test", "@b:corp.test"]
+
+
+async def test_change_writer_resolves_a_room_intent_with_its_audit_row(store: Store) -> None:
+    """A room intent is deleted in the transaction that writes its audit row: a change in a
+    batch that fails keeps its intent (and has no row), the others lose theirs."""
+    with store.session() as s:
+        run_id = repo.start_run(s, kind="sync", actor="a@h", now=NOW, dry_run=False,
+                                forced=False).id
+        repo.insert_link(s, employee_id="E0", user_id="@taken:corp.test", now=NOW,
+                         run_id=None, display_name=None, email=None)
+        for seq in range(3):
+            s.add(RoomIntentRow(run_id=run_id, seq=seq, action={"action": "add_member"},
+                                created_at=NOW))
+
+    def change(seq: int, link: Change | None = None) -> Change:
+        return Change(link=link.link if link else None, intent=(run_id, seq),
+                      audit={"at": NOW, "actor": "a@h", "action": "room.add_member",
+                             "target": f"@u{seq}:corp.test", "reason": None,
+                             "run_id": run_id, "details": None})
+
+    async with ChangeWriter(store) as writer:
+        results = await asyncio.gather(
+            writer.commit(change(0)),
+            writer.commit(change(1, _change("@taken:corp.test", "E2"))),  # fails alone
+            writer.commit(change(2)), return_exceptions=True)
+    assert [type(r).__name__ if r else None for r in results] == [
+        None, "ChangeNotStoredError", None]
+    with store.session() as s:
+        assert [r.seq for r in s.query(RoomIntentRow).all()] == [1]
+        assert sorted(r.target for r in repo.query_audit(s, repo.AuditQuery(
+            action="room.add_member"))) == ["@u0:corp.test", "@u2:corp.test"]
 
 
 def test_change_refuses_link_columns_as_updates() -> None:
