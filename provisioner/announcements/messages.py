@@ -102,6 +102,22 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "nothing_per_person": {"de": "Keine Bestätigung verlangt: pro Person wird nichts "
                                  "gespeichert.",
                            "en": "No acknowledgement asked: nothing is kept per person."},
+    "status": {"de": "Status", "en": "Status"},
+    "status_interrupted": {
+        "de": "beim Senden unterbrochen: in {posted} von {rooms} Räumen gepostet, soweit "
+              "erfasst; abschließen mit {command}",
+        "en": "interrupted while sending: posted in {posted} of {rooms} room(s) as far as "
+              "recorded; finish it with {command}"},
+    "status_failed": {
+        "de": "beim Senden fehlgeschlagen: in {posted} von {rooms} Räumen gepostet, soweit "
+              "erfasst; abschließen mit {command}",
+        "en": "failed while sending: posted in {posted} of {rooms} room(s) as far as "
+              "recorded; finish it with {command}"},
+    "status_sending": {
+        "de": "wird gerade gesendet: in {posted} von {rooms} Räumen gepostet ({command} "
+              "erst, wenn es unterbrochen ist)",
+        "en": "being sent now: posted in {posted} of {rooms} room(s) ({command} only once "
+              "it was interrupted)"},
     "footer_hash": {"de": "SHA-256 der personenbezogenen CSV",
                     "en": "SHA-256 of the per-person CSV"},
     "footer_check": {"de": "Prüfen einer Kopie: {command} | sha256sum",
@@ -126,6 +142,12 @@ class CompanyLocale:
 
     def when(self, dt: datetime) -> str:
         return format_local(dt, self.time_zone, self.language)
+
+    def for_person(self, language: str | None) -> CompanyLocale:
+        """The company's clock in the person's own language, where we speak it."""
+        if language in LANGUAGES and language != self.language:
+            return CompanyLocale(self.time_zone, language)
+        return self
 
 
 UTC_ENGLISH = CompanyLocale(ZoneInfo("UTC"), "en")

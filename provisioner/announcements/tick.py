@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from provisioner.actor import current_actor
 from provisioner.announcements.bot import Bot, RoomKey
@@ -44,16 +45,17 @@ from provisioner.store.announcement_models import (
     NoticeRow,
     RecipientRow,
 )
+from provisioner.store.models import AccountRow, EmployeeRow
 
 logger = logging.getLogger(__name__)
 
 #: Direct chats created at once: Synapse (SQLite, two cores) creates rooms fastest with a
 #: few requests in flight; more only queue up inside it.
 ROOM_CONCURRENCY = 8
-#: Notices sent at once (one event each; the room keys went out before, many per request).
-SEND_CONCURRENCY = 8
-#: Invitations into direct chats in flight at once.
-INVITE_CONCURRENCY = 8
+#: People whose notices are sent at once (an invitation where needed, then one event per
+#: notice; the room keys went out before, many per request). Synapse handles a few more
+#: small requests in flight a little faster than 8; beyond that they only queue inside it.
+SEND_CONCURRENCY = 12
 
 
 def stage_name(hours: int) -> str:
@@ -113,10 +115,22 @@ class TickResult:
                 "direct_chats_ahead": self.direct_chats_ahead}
 
 
+def languages(session: Session, user_ids: set[str]) -> dict[str, str | None]:
+    """Each account's preferred language as the directory last gave it (None: none)."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(AccountRow.user_id, EmployeeRow.language)
+        .join(EmployeeRow, EmployeeRow.employee_id == AccountRow.employee_id)
+        .where(AccountRow.user_id.in_(user_ids))).all()
+    return dict(rows)
+
+
 def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
                  locale: CompanyLocale = UTC_ENGLISH) -> list[PlannedNotice]:
-    """Reminders and manager summaries due at `now` that were never claimed, worded in the
-    company's language and time."""
+    """Reminders and manager summaries due at `now` that were never claimed, in company
+    time and each in its reader's language (the directory's preferred language where we
+    speak it, else the company's)."""
     planned: list[PlannedNotice] = []
     with store.session() as session:
         open_ones = session.scalars(
@@ -134,10 +148,13 @@ def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
             stage = due_stage(ann.deadline, now, config.reminder_hours)
             if now < earliest_reminder(ann.created_at, ann.deadline, config):
                 stage = None
+            spoken = languages(session, {r.user_id for r in missing}
+                               | {r.manager_user_id for r in missing if r.manager_user_id})
             if stage is not None:
-                text = reminder_text(ann.title, ann.deadline, now, locale)
-                planned.extend(PlannedNotice(ann.id, r.user_id, stage, text)
-                               for r in missing if (r.user_id, stage) not in claimed)
+                planned.extend(
+                    PlannedNotice(ann.id, r.user_id, stage, reminder_text(
+                        ann.title, ann.deadline, now, locale.for_person(spoken.get(r.user_id))))
+                    for r in missing if (r.user_id, stage) not in claimed)
             if now >= ann.deadline:
                 by_manager: dict[str, list[str]] = defaultdict(list)
                 for r in missing:
@@ -147,7 +164,8 @@ def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
                     if (manager, MANAGER_STAGE) not in claimed:
                         planned.append(PlannedNotice(
                             ann.id, manager, MANAGER_STAGE,
-                            summary_text(ann.title, ann.deadline, sorted(names), locale)))
+                            summary_text(ann.title, ann.deadline, sorted(names),
+                                         locale.for_person(spoken.get(manager)))))
     return planned
 
 
@@ -170,7 +188,7 @@ def _claim(store: Store, notice: PlannedNotice) -> bool:
 
 async def direct_room(bot: Bot, store: Store, user_id: str) -> str:
     """The bot's encrypted direct chat for `user_id`, created once. The bot is alone in it
-    until the person's first notice: they are invited with it (`invite_missing`), so a chat
+    until the person's first notice: they are invited with it (`ensure_invited`), so a chat
     opened ahead of a reminder is never an empty invitation on somebody's phone."""
     with store.session() as session:
         row = session.get(BotDirectRoomRow, user_id)
@@ -218,23 +236,13 @@ def stored_direct_rooms(store: Store, user_ids: set[str]) -> dict[str, str]:
             .where(BotDirectRoomRow.user_id.in_(user_ids))).all())
 
 
-async def invite_missing(bot: Bot, rooms: dict[str, str]) -> tuple[int, dict[str, str]]:
-    """Invite each person into their direct chat unless they are in it or invited (a chat
-    opened ahead, or one they left); returns how many were invited and person -> error for
-    invitations that failed."""
-    failed: dict[str, str] = {}
-    missing = sorted((u, r) for u, r in rooms.items() if u not in bot.members(r))
-    limit = asyncio.Semaphore(INVITE_CONCURRENCY)
-
-    async def one(user_id: str, room_id: str) -> None:
-        async with limit:
-            try:
-                await bot.invite_direct(room_id, user_id)
-            except HauspostError as exc:
-                failed[user_id] = str(exc)
-
-    await asyncio.gather(*(one(u, r) for u, r in missing))
-    return len(missing) - len(failed), failed
+async def ensure_invited(bot: Bot, room_id: str, user_id: str) -> bool:
+    """Invite the person into their direct chat unless they are in it or invited (a chat
+    opened ahead, or one they left); whether an invitation was sent. Raises HauspostError."""
+    if user_id in bot.members(room_id):
+        return False
+    await bot.invite_direct(room_id, user_id)
+    return True
 
 
 async def share_direct_keys(bot: Bot, rooms: dict[str, str]) -> int:
@@ -372,9 +380,9 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     """The tick's work with an open bot. `now` decides what is due; what is written down
     carries the real time.
 
-    Due notices first: direct chats opened where missing, the people invited where they
-    are not in theirs, a fresh room key per chat sent to their devices (many chats per
-    request), then one event per notice. Then, within `direct_chats_ahead_seconds`, the
+    Due notices first: direct chats opened where missing, a fresh room key per chat sent to
+    its person's devices (many chats per request), then per person an invitation where
+    they are not in their chat and one event per notice. Then, within `direct_chats_ahead_seconds`, the
     chats that later reminders of open announcements will need are opened ahead, so the
     tick that reminds a thousand people only sends."""
     result = TickResult()
@@ -389,10 +397,6 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     opened = await open_direct_rooms(bot, store, people)
     rooms = stored_direct_rooms(store, people)
     created = time.perf_counter()
-    invitations, unreachable = await invite_missing(bot, rooms)
-    for user_id in unreachable:
-        del rooms[user_id]
-    invited = time.perf_counter()
     devices = await share_direct_keys(bot, rooms)
     ready = time.perf_counter()
     sent: dict[tuple[int, str], list[datetime]] = defaultdict(list)
@@ -400,16 +404,23 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     for notice in planned:
         by_person[notice.user_id].append(notice)
     limit = asyncio.Semaphore(SEND_CONCURRENCY)
+    invitations = 0
 
     async def send_to(user_id: str, notices: list[PlannedNotice]) -> None:
         # One person's notices one after the other: they share one direct chat.
+        nonlocal invitations
         async with limit:
             room_id = rooms.get(user_id)
+            error = None if room_id else "no direct chat could be opened"
+            if room_id is not None:
+                try:
+                    invitations += await ensure_invited(bot, room_id, user_id)
+                except HauspostError as exc:
+                    error = str(exc)
             for notice in notices:
-                if room_id is None:
+                if error is not None or room_id is None:
                     if _claim(store, notice):
-                        _failed(store, notice, None, unreachable.get(
-                            user_id, "no direct chat could be opened"), result)
+                        _failed(store, notice, room_id, error or "", result)
                     continue
                 sent_at = await _send_notice(bot, store, notice, room_id, result)
                 if sent_at is not None:
@@ -418,10 +429,10 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
     await asyncio.gather(*(send_to(u, n) for u, n in sorted(by_person.items())))
     if planned:
         logger.info("tick: %d notices, %d new direct chats; sync and room keys %.2f s, "
-                    "direct chats %.2f s, %d invitations %.2f s, keys to %d devices %.2f s, "
+                    "direct chats %.2f s, keys to %d devices %.2f s, %d invitations and "
                     "sending %.2f s", len(planned), opened, synced - started,
-                    created - synced, invitations, invited - created, devices,
-                    ready - invited, time.perf_counter() - ready)
+                    created - synced, devices, ready - created, invitations,
+                    time.perf_counter() - ready)
     failed = Counter((a, s) for a, _, s, _ in result.failed)
     if sent or failed:
         _audit_notices(store, actor, now, sent, failed)

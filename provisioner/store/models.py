@@ -54,6 +54,8 @@ class EmployeeRow(Base):
     location: Mapped[str | None] = mapped_column(String(255))
     #: Directory groups, sorted (console roles are mapped from them).
     groups: Mapped[list[str] | None] = mapped_column(JSON)
+    #: Preferred language code from the directory ("de", "en"), if it has one.
+    language: Mapped[str | None] = mapped_column(String(16))
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

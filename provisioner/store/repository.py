@@ -61,11 +61,12 @@ def record_deactivated(row: AccountRow, *, now: datetime, reason: str, hold: boo
 def _employee_values(e: Employee, source: str) -> dict[str, Any]:
     return {"localpart": e.localpart, "display_name": e.display_name, "email": e.email,
             "status": e.status.value, "leave_date": e.leave_date, "source": source,
-            "department": e.department, "location": e.location, "groups": sorted(e.groups)}
+            "department": e.department, "location": e.location, "groups": sorted(e.groups),
+            "language": e.language}
 
 
 _EMPLOYEE_FIELDS = ("localpart", "display_name", "email", "status", "leave_date", "source",
-                    "department", "location", "groups")
+                    "department", "location", "groups", "language")
 
 
 def save_employees(session: Session, employees: Iterable[Employee], *, source: str,

@@ -52,7 +52,7 @@ from provisioner.announcements.targets import (
     active_links,
     people_from_employees,
 )
-from provisioner.announcements.tick import run_tick
+from provisioner.announcements.tick import SEND_CONCURRENCY, run_tick
 from provisioner.directory.read import read_directory
 from provisioner.settings import Settings, load_settings
 from provisioner.store import Store, open_store
@@ -74,6 +74,9 @@ HEADS = {"Sales": 0, "Ops": 8, "IT": 14}
 SILENT = (3, 5, 10, 12, 17)
 #: Of the silent ones, these still open the room (read receipt -> "seen").
 SILENT_BUT_SEEN = (3, 10)
+#: Preferred languages in the HR file (the rest have none): English for 13, a language
+#: the bot does not speak for 10 (it gets the company's).
+LANGUAGES = {13: "en-GB", 10: "fr"}
 
 
 @dataclass
@@ -99,7 +102,7 @@ def _write_company(data_dir: Path, server: SynapseServer, prefix: str) -> tuple[
     keys.mkdir(parents=True)
     os.chmod(keys, 0o700)
     shutil.copy(server.data_dir / "keys" / "service_account_token", keys / "service_account_token")
-    rows = ["id;login;name;dept;city;manager;groups"]
+    rows = ["id;login;name;dept;city;manager;groups;lang"]
     logins, names = [], []
     for i, dept in enumerate(DEPARTMENTS):
         head = HEADS[dept]
@@ -107,7 +110,7 @@ def _write_company(data_dir: Path, server: SynapseServer, prefix: str) -> tuple[
         manager = "" if i == head else f"E{head:02d}"
         groups = "team-leads" if i == head else ""
         rows.append(f"E{i:02d};{login};{name};{dept};{'Berlin' if i % 2 else 'Hamburg'};"
-                    f"{manager};{groups}")
+                    f"{manager};{groups};{LANGUAGES.get(i, '')}")
         logins.append(login)
         names.append(name)
     (data_dir / "employees.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -121,7 +124,7 @@ def _write_company(data_dir: Path, server: SynapseServer, prefix: str) -> tuple[
             "path": "employees.csv",
             "columns": {"employee_id": "id", "localpart": "login", "display_name": "name",
                         "department": "dept", "location": "city", "manager_id": "manager",
-                        "groups": "groups"}}},
+                        "groups": "groups", "language": "lang"}}},
     }
     (data_dir / "hauspost.yaml").write_text(json.dumps(config), encoding="utf-8")
     return logins, names
@@ -612,6 +615,7 @@ async def test_announcement_to_all_goes_into_the_org_policy_s_read_only_room(
 #: A deadline typed without an offset; in Europe/Berlin that is 11:00 UTC (winter time).
 LOCAL_DEADLINE = "2030-12-02T12:00"
 DEADLINE_DE = "Mo., 2. Dez. 2030, 12:00 MEZ"
+DEADLINE_EN = "Mon 2 Dec 2030, 12:00 CET"
 
 
 @contextmanager
@@ -677,6 +681,12 @@ async def test_tick_now_keeps_real_times_and_reminds_in_german(company: Company)
             await send_content(company.clients[i], room_id, "m.reaction", {"m.relates_to": {
                 "rel_type": "m.annotation", "event_id": event_id, "key": "✅"}})
 
+        # The store keeps each person's directory record as a sync does (with the language
+        # from the HR file's column).
+        with company.store.session() as session:
+            repo.save_employees(session, read_directory(company.settings).employees,
+                                source="hr_csv", now=datetime.now(UTC))
+
         # One hour before the deadline, in company time, four years ahead of the real clock.
         before = datetime.now(UTC)
         proc = _cli(company, "tick", "--now", "2030-12-02T11:00", "--json")
@@ -709,9 +719,12 @@ async def test_tick_now_keeps_real_times_and_reminds_in_german(company: Company)
         bot = _bot_id(company)
         reminder = (f"Erinnerung: „{title}“. Bitte bis {DEADLINE_DE} bestätigen: reagieren Sie "
                     "mit ✅ auf die Ankündigung oder antworten Sie auf diese Nachricht mit „ok“.")
+        # 13 prefers English: the same reminder in English, still in company time.
+        english = (f"Reminder: “{title}”. Please acknowledge by {DEADLINE_EN}: react with ✅ "
+                   "to the announcement, or reply “ok” to this message.")
         inboxes = await asyncio.gather(*(_bot_dm_messages(company.clients[i], bot) for i in ops))
         for i, inbox in zip(ops, inboxes, strict=True):
-            expected = [reminder] if i in (8, 10, 12, 13) else []
+            expected = [english] if i == 13 else [reminder] if i in (8, 10, 12) else []
             assert [b for b in inbox if title in b] == expected, (i, inbox)
 
         # After the deadline: the reminder at the deadline and the head's summary, in German.
@@ -721,6 +734,10 @@ async def test_tick_now_keeps_real_times_and_reminds_in_german(company: Company)
                      if s["announcement"] == sent["id"]]
         assert summaries == [{"announcement": sent["id"], "user_id": company.user_ids[8]}]
     inboxes = await asyncio.gather(*(_bot_dm_messages(company.clients[i], bot) for i in ops))
+    assert sorted(b for b in inboxes[ops.index(13)] if title in b) == sorted([
+        english,
+        f"Reminder: “{title}”. The deadline ({DEADLINE_EN}) has passed – please still "
+        "acknowledge: react with ✅ to the announcement, or reply “ok” to this message."])
     head = [b for b in inboxes[0] if title in b]
     assert sorted(head) == sorted([
         reminder,
@@ -894,7 +911,8 @@ async def test_a_tick_killed_while_reminding_never_reminds_anybody_twice(
     assert len({n.user_id for n in rows}) == len(rows) == 20
     sent = [n for n in rows if n.sent_at is not None]
     in_flight = [n for n in rows if n.sent_at is None]
-    assert len(in_flight) <= 8, in_flight  # at most what the killed tick had in flight
+    # At most what the killed tick had in flight (one claimed notice per person sending).
+    assert len(in_flight) <= SEND_CONCURRENCY, in_flight
     # Each person's direct chat holds no more of the bot's messages since the start than
     # the person's claimed notices: nothing was sent without a claim, nothing twice.
     bot = _bot_id(company)

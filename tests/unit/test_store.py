@@ -373,3 +373,15 @@ def test_pseudonymisation_is_the_only_change_an_audit_row_ever_sees(store: Store
     with pytest.raises(DatabaseError, match="audit_log is append-only"):
         with store.engine.begin() as conn:
             conn.execute(update(AuditRow).where(AuditRow.id == other).values(target="y"))
+
+
+def test_save_employees_keeps_the_preferred_language_and_its_changes(store: Store) -> None:
+    anna = Employee("E1", "anna", "Anna", "a@x", language="de")
+    with store.session() as s:
+        assert repo.save_employees(s, [anna], source="ldap", now=NOW) == 1
+    with store.session() as s:
+        assert repo.save_employees(s, [anna], source="ldap", now=NOW) == 0
+        english = Employee("E1", "anna", "Anna", "a@x", language="en")
+        assert repo.save_employees(s, [english], source="ldap", now=NOW) == 1
+        row = repo.get_employee(s, "E1")
+        assert row is not None and row.language == "en"
