@@ -38,6 +38,19 @@ def test_identity_from_ldap_status_and_leave_date_from_hr() -> None:
     assert read.source == "ldap:x + hr_csv:hr.csv"
 
 
+@pytest.mark.parametrize(("ldap_language", "hr_language", "expected"), [
+    ("en", "de", "en"),    # LDAP's value wins
+    (None, "de", "de"),    # HR's fills a gap
+    ("tr", None, "tr"),
+    (None, None, None),
+])
+def test_language_from_ldap_else_hr(ldap_language: str | None, hr_language: str | None,
+                                    expected: str | None) -> None:
+    read = combine(ldap(Employee("E2", "ben", "Ben Müller", language=ldap_language)),
+                   hr(HrRecord(2, "E2", status=Status.ACTIVE, language=hr_language)))
+    assert [e.language for e in read.employees] == [expected]
+
+
 @pytest.mark.parametrize(("ldap_status", "hr_status", "expected"), [
     (Status.ACTIVE, Status.ACTIVE, Status.ACTIVE),
     (Status.ACTIVE, None, Status.ACTIVE),
