@@ -3,7 +3,8 @@
 One iteration: a directory of employees in an OU of its own with a store of its own, a
 first complete sync, then a change (new hires, renames, leavers) whose `hauspost sync` is
 hit by a SIGKILL — of the sync process itself, of Synapse, or of slapd — after a delay
-drawn from the seed. The killed server is restarted, the sync re-run until it succeeds,
+drawn from the seed, at its first audit row (`first-change`) or at its first room join
+row (`first-join`). The killed server is restarted, the sync re-run until it succeeds,
 and the invariants checked:
 
 - every active employee has exactly one active account, theirs, linked exactly once;
@@ -85,6 +86,8 @@ class Outcome:
     killed_exit: int | None
     reruns: int
     problems: list[str] = field(default_factory=list)
+    #: Room changes the killed run made in Synapse that a later run recorded late.
+    late: int = 0
 
 
 def restart_slapd(server: SlapdServer) -> None:
@@ -128,13 +131,16 @@ def change_directory(env: AccountsEnv, people: list[SeedPerson], rng: random.Ran
     return hires, renames, leavers
 
 
-POINTS = ("random", "first-change")
+POINTS = ("random", "first-change", "first-join")
 
 
-def wait_for_first_change(env: AccountsEnv, timeout: float = 20.0) -> None:
-    """The chosen point: the faulted run has written its first audit row (mid-apply)."""
+def wait_for_first_change(env: AccountsEnv, timeout: float = 20.0,
+                          action: str | None = None) -> None:
+    """The chosen points: the faulted run has written its first audit row (mid-apply), or
+    its first `action` row (`room.add_member`: mid-joins, where a kill leaves joins in
+    Synapse whose rows are not written yet)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not env.audit(actor="fault@test"):
+    while time.monotonic() < deadline and not env.audit(actor="fault@test", action=action):
         time.sleep(0.02)
 
 
@@ -151,8 +157,8 @@ def run_iteration(env: AccountsEnv, seed: int, target: str, *, point: str = "ran
 
     sync = spawn_sync(env)
     started = time.monotonic()
-    if point == "first-change":
-        wait_for_first_change(env)
+    if point in ("first-change", "first-join"):
+        wait_for_first_change(env, action="room.add_member" if point == "first-join" else None)
         delay = time.monotonic() - started
     else:
         time.sleep(delay)
@@ -189,6 +195,7 @@ def run_iteration(env: AccountsEnv, seed: int, target: str, *, point: str = "ran
         outcome.problems.append(f"re-run {outcome.reruns} exited {rerun.returncode}: "
                                 f"{rerun.stderr.strip()[-300:]}")
     outcome.problems.extend(check_invariants(env, [*staff, *hires], renames, leavers))
+    outcome.late = recorded_late(env)
     return outcome
 
 
@@ -286,3 +293,8 @@ def check_room_records(env: AccountsEnv, active: Sequence[str], rows: Sequence[A
     if running:
         problems.append(f"runs still marked running after the last sync: {running}")
     return problems
+
+
+def recorded_late(env: AccountsEnv) -> int:
+    """Audit rows a run recorded late for an interrupted one (provisioner.rooms.late)."""
+    return sum(1 for r in env.audit() if (r.details or {}).get("recorded_late"))

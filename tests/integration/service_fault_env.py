@@ -70,7 +70,7 @@ from tests.harness.postgres_server import PostgresServer, start_postgres
 from tests.harness.slapd_server import SlapdServer
 from tests.harness.synapse_server import SynapseServer
 from tests.integration.accounts_env import AccountsEnv, make_env
-from tests.integration.fault_env import check_room_records, room_members
+from tests.integration.fault_env import check_room_records, recorded_late, room_members
 from tests.integration.service_env import (
     PATCH_SCHEMA,
     ServiceConfig,
@@ -101,6 +101,8 @@ class ServiceOutcome:
     accepted: int = 0
     resent: int = 0
     problems: list[str] = field(default_factory=list)
+    #: Room changes the killed run made in Synapse that a later run recorded late.
+    late: int = 0
 
 
 @dataclass
@@ -394,6 +396,7 @@ def run_service_iteration(fenv: ServiceFaultEnv, seed: int, target: str, phase: 
                                         f"restart: {request.answer}")
     outcome.problems.extend(settle(fenv))
     outcome.problems.extend(check_service_invariants(fenv, expect))
+    outcome.late = recorded_late(fenv.env)
     fenv.stop()
     return outcome
 

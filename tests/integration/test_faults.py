@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 @pytest.mark.parametrize(("target", "point", "seed"), [
     ("sync", "first-change", 1), ("sync", "random", 2), ("synapse", "first-change", 3),
-    ("slapd", "random", 4),
+    ("slapd", "random", 4), ("sync", "first-join", 5),
 ])
 def test_invariants_hold_after_a_kill(env: AccountsEnv, target: str, point: str,
                                       seed: int) -> None:
