@@ -414,7 +414,8 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
             error = None if room_id else "no direct chat could be opened"
             if room_id is not None:
                 try:
-                    invitations += await ensure_invited(bot, room_id, user_id)
+                    if await ensure_invited(bot, room_id, user_id):
+                        invitations += 1  # after the await: no lost update between tasks
                 except HauspostError as exc:
                     error = str(exc)
             for notice in notices:
