@@ -26,6 +26,7 @@ from sqlalchemy import select
 from provisioner.announcements.chart import ChartData, draw
 from provisioner.announcements.local_time import format_local
 from provisioner.announcements.messages import text
+from provisioner.announcements.sending_state import Progress, progress
 from provisioner.errors import HauspostError
 from provisioner.store import Store
 from provisioner.store import repository as repo
@@ -100,6 +101,16 @@ class Report:
     #: Company time zone: every time in every rendering is shown in it.
     time_zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     notices: tuple[NoticeReach, ...] = ()
+    #: sent | interrupted | failed | sending (provisioner.announcements.sending_state).
+    status: str = "sent"
+    #: The rooms it was to be posted in, and those where its post is recorded.
+    rooms: tuple[str, ...] = ()
+    posted_in: tuple[str, ...] = ()
+
+    def status_text(self, language: str = "en") -> str:
+        """How far an unfinished sending got and what to do; empty once it was sent."""
+        return Progress(self.status, self.rooms, self.posted_in).describe(
+            self.announcement_id, language)
 
     @property
     def deadline_passed(self) -> bool | None:
@@ -138,6 +149,8 @@ class Report:
             "seen_percent": self.percent(self.seen),
             "acknowledged_percent": self.percent(self.acknowledged),
             "purged": self.purged,
+            "status": self.status, "rooms": list(self.rooms),
+            "posted_in": list(self.posted_in),
             "missing": [{"user_id": p.user_id, "name": p.display_name,
                          "department": p.department, "delivered": p.delivered,
                          "seen": p.seen_at is not None} for p in self.missing],
@@ -179,6 +192,7 @@ def build_report(store: Store, announcement_id: int, *, as_of: datetime | None =
                    NoticeRow.error)
             .where(NoticeRow.announcement_id == announcement_id)
             .order_by(NoticeRow.id)).all()
+        sending = progress(session, ann)
         names = {r.user_id: r.display_name for r in rows}
         unknown = {r.manager_user_id for r in rows if r.manager_user_id} - set(names)
         if unknown:
@@ -200,7 +214,9 @@ def build_report(store: Store, announcement_id: int, *, as_of: datetime | None =
         for r in rows)
     base: dict[str, Any] = {"announcement_id": ann.id, "title": ann.title,
                             "created_at": ann.created_at, "deadline": ann.deadline,
-                            "requires_ack": ann.requires_ack, "as_of": as_of, "time_zone": tz}
+                            "requires_ack": ann.requires_ack, "as_of": as_of, "time_zone": tz,
+                            "status": sending.status, "rooms": sending.rooms,
+                            "posted_in": sending.posted}
     if not ann.requires_ack:
         return Report(**base, recipients=ann.recipients_total, delivered=ann.delivered_total,
                       seen=None, acknowledged=None)
@@ -259,6 +275,7 @@ def render_text(report: Report) -> str:
     lines = [f"Announcement {report.announcement_id}: {report.title}",
              f"  as of {when(report.as_of)} ({report.time_zone.key})",
              f"  sent {when(report.created_at)}{deadline}",
+             *([f"  status        {report.status_text()}"] if report.status != "sent" else []),
              f"  delivered     {report.delivered}/{report.recipients}",
              f"  seen          {_pct(report, report.seen)}",
              f"  acknowledged  {_pct(report, report.acknowledged)}"]
@@ -359,6 +376,8 @@ def render_html(report: Report, language: str = "en") -> str:
         ("as_of", ' id="as-of"', when(report.as_of)),
         ("time_zone", "", e(report.time_zone.key)),
         ("sent", "", when(report.created_at)),
+        *([("status", ' id="status" class="passed"', e(report.status_text(language)))]
+          if report.status != "sent" else []),
         ("deadline", ' id="deadline"', deadline),
         ("recipients", "", str(report.recipients)),
         ("delivered", "", f"{report.delivered}/{report.recipients}"),

@@ -1,7 +1,12 @@
 """`hauspost announce`: validate, resolve, post encrypted, record.
 
 Order matters: the request and the targets are checked completely before the bot logs in,
-so bad input never sends anything.
+so bad input never sends anything. The announcement is stored (status `sending`, with a
+lock row naming this process) before the first post, every post is recorded as soon as
+Synapse has it, and the final status releases the lock: a killed `announce` leaves an
+announcement that shows as interrupted, which `hauspost announce --resume ID` finishes
+without posting twice (provisioner.announcements.resume). Sending the same announcement
+again while one is unfinished is refused (exit 8).
 """
 
 from __future__ import annotations
@@ -9,13 +14,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from nio import SyncResponse
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
+from sqlalchemy.orm import Session
 
 from provisioner.accounts.bot_account import audit_bot_account_change
 from provisioner.accounts.policy import policy_for
@@ -38,6 +44,12 @@ from provisioner.announcements.messages import (
     room_name,
 )
 from provisioner.announcements.org_rooms import org_rooms
+from provisioner.announcements.sending_state import (
+    UnfinishedAnnouncementError,
+    lock_name,
+    resume_command,
+    unfinished_like,
+)
 from provisioner.announcements.targets import (
     ExplicitRoom,
     NewRoomPerAnnouncement,
@@ -60,6 +72,8 @@ from provisioner.store.announcement_models import (
     AnnouncementRow,
     RecipientRow,
 )
+from provisioner.store.models import RunLockRow
+from provisioner.store.run_lock import RunLockedError, lock_row
 
 logger = logging.getLogger(__name__)
 
@@ -158,78 +172,157 @@ async def _post(bot: Bot, settings: Settings, store: Store, *, targets: Sequence
         session.add(row)
         session.flush()
         announcement_id = row.id
+        # Names this process as the one sending it: once it is gone, the announcement
+        # shows as interrupted (sending_state) and `--resume` may finish it.
+        session.add(lock_row(lock_name(announcement_id), actor))
         repo.append_audit(session, actor=actor, action="announcement.send",
                           target=f"announcement:{announcement_id}", now=datetime.now(UTC),
                           reason=f"announcement to {', '.join(str(t) for t in targets)}",
                           details={"rooms": room_ids, "recipients": len(recipients),
                                    "requires_ack": request.requires_ack,
                                    "deadline": request.deadline.isoformat()
-                                   if request.deadline else None})
+                                   if request.deadline else None,
+                                   "attachment": request.attachment.filename
+                                   if request.attachment else None})
 
-    devices: Counter[str] = Counter()
-    member_room: dict[str, str] = {}
-    posts: list[dict[str, Any]] = []
+    pieces = [Piece("text", text_content(request, announcement_id, locale))]
+    if request.attachment is not None:
+        pieces.append(Piece("attachment", None, request.attachment))
+    reach = Reach()
+    event_ids: list[str] = []
     try:
         for room_id in room_ids:
-            shared = {(u, d) for u, d in await bot.share_keys(room_id) if u in wanted}
-            for user, _device in shared:
-                devices[user] += 1
-                member_room.setdefault(user, room_id)
-            if request.requires_ack:  # open until acknowledged: new devices get the key
-                remember_session(bot, announcement_id, room_id, shared)
-            event_id = await bot.send(room_id, text_content(request, announcement_id, locale))
-            posts.append({"announcement_id": announcement_id, "room_id": room_id,
-                          "event_id": event_id, "kind": "text", "sent_at": now})
-            if request.attachment is not None:
-                a = request.attachment
-                mxc, keys = await bot.upload_encrypted(a.data, filename=a.filename,
-                                                       mimetype=a.mimetype)
-                file_event = await bot.send(room_id, file_content(a, mxc, keys, announcement_id))
-                posts.append({"announcement_id": announcement_id, "room_id": room_id,
-                              "event_id": file_event, "kind": "attachment", "sent_at": now})
+            event_ids += await post_in_room(bot, store, announcement_id, room_id, pieces,
+                                            wanted=wanted, requires_ack=request.requires_ack,
+                                            now=now, reach=reach)
     except BaseException:
         with store.session() as session:
-            failed = session.get(AnnouncementRow, announcement_id)
-            if failed is not None:
-                failed.status = "failed"
-        _record_posts(store, posts)
+            end_sending(session, announcement_id, "failed")
         raise
-    delivered = sum(1 for u in wanted if devices[u] > 0)
-    _record_posts(store, posts)
     with store.session() as session:
-        if request.requires_ack:
-            # Privacy: per-person rows only when acknowledgement is required.
-            session.execute(insert(RecipientRow), [
-                {"announcement_id": announcement_id, "user_id": p.user_id,
-                 "employee_id": p.employee_id, "display_name": p.display_name,
-                 "department": p.department, "manager_user_id": managers.get(p.manager_id or ""),
-                 "room_id": member_room.get(p.user_id), "devices": devices[p.user_id]}
-                for p in recipients])
-        sent = session.get(AnnouncementRow, announcement_id)
-        assert sent is not None  # noqa: S101 - inserted above in this process
-        sent.status = "sent"
-        sent.delivered_total = delivered
-        sent.devices_total = sum(devices[u] for u in wanted)
+        delivered = record_sent(session, announcement_id, recipients=recipients,
+                                managers=managers, reach=reach,
+                                requires_ack=request.requires_ack)
     seconds = time.perf_counter() - started
     logger.info("announcement %d: %d of %d recipients reached on %d devices in %.2f s",
-                announcement_id, delivered, len(recipients), sum(devices.values()), seconds)
+                announcement_id, delivered, len(recipients), reach.total(wanted), seconds)
     return AnnounceResult(announcement_id=announcement_id, rooms=tuple(room_ids),
-                          event_ids=tuple(p["event_id"] for p in posts),
-                          recipients=len(recipients), delivered=delivered,
-                          devices=sum(devices[u] for u in wanted),
+                          event_ids=tuple(event_ids), recipients=len(recipients),
+                          delivered=delivered, devices=reach.total(wanted),
                           not_joined=tuple(sorted(not_joined)), seconds=seconds)
 
 
-def _record_posts(store: Store, posts: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class Piece:
+    """One event of an announcement in a room: its text, or its attachment."""
+
+    kind: str  # "text" | "attachment"
+    #: The event content; None: upload `attachment` (encrypted) and send its file event.
+    content: dict[str, Any] | None
+    attachment: Attachment | None = None
+
+
+@dataclass
+class Reach:
+    """Per recipient: the devices the room key went to, and the room they got it in."""
+
+    devices: Counter[str] = field(default_factory=Counter)
+    room_of: dict[str, str] = field(default_factory=dict)
+
+    def add(self, room_id: str, shared: Iterable[tuple[str, str]]) -> None:
+        for user, _device in shared:
+            self.devices[user] += 1
+            self.room_of.setdefault(user, room_id)
+
+    def total(self, wanted: Iterable[str]) -> int:
+        return sum(self.devices[u] for u in wanted)
+
+
+async def post_in_room(bot: Bot, store: Store, announcement_id: int, room_id: str,
+                       pieces: Sequence[Piece], *, wanted: set[str], requires_ack: bool,
+                       now: datetime, reach: Reach) -> list[str]:
+    """Share a fresh room key with the recipients' devices and post `pieces`; each post is
+    recorded as soon as Synapse has it (the listing shows which rooms have it, and
+    `--resume` has only the one post a kill may cut off to look for)."""
+    shared = {(u, d) for u, d in await bot.share_keys(room_id) if u in wanted}
+    reach.add(room_id, shared)
+    if requires_ack:  # open until acknowledged: new devices get the key
+        remember_session(bot, announcement_id, room_id, shared)
+    event_ids = []
+    for piece in pieces:
+        content = piece.content
+        if content is None:
+            if piece.attachment is None:
+                raise ValueError("a piece needs content or an attachment")
+            a = piece.attachment
+            mxc, keys = await bot.upload_encrypted(a.data, filename=a.filename,
+                                                   mimetype=a.mimetype)
+            content = file_content(a, mxc, keys, announcement_id)
+        event_id = await bot.send(room_id, content)
+        record_posts(store, [{"announcement_id": announcement_id, "room_id": room_id,
+                               "event_id": event_id, "kind": piece.kind, "sent_at": now}])
+        event_ids.append(event_id)
+    return event_ids
+
+
+def end_sending(session: Session, announcement_id: int, status: str) -> AnnouncementRow:
+    """Set the final status and release the announcement's lock row (one transaction)."""
+    row = session.get(AnnouncementRow, announcement_id)
+    if row is None:
+        raise LookupError(f"announcement {announcement_id} not found")
+    row.status = status
+    session.execute(delete(RunLockRow).where(RunLockRow.name == lock_name(announcement_id)))
+    return row
+
+
+def record_sent(session: Session, announcement_id: int, *, recipients: Sequence[Person],
+                managers: dict[str, str], reach: Reach, requires_ack: bool) -> int:
+    """Per-person rows (acknowledgement-requiring announcements only), totals, status
+    `sent`; returns how many recipients were reached."""
+    wanted = {p.user_id for p in recipients}
+    if requires_ack:
+        # Privacy: per-person rows only when acknowledgement is required.
+        session.execute(insert(RecipientRow), [
+            {"announcement_id": announcement_id, "user_id": p.user_id,
+             "employee_id": p.employee_id, "display_name": p.display_name,
+             "department": p.department, "manager_user_id": managers.get(p.manager_id or ""),
+             "room_id": reach.room_of.get(p.user_id), "devices": reach.devices[p.user_id]}
+            for p in recipients])
+    delivered = sum(1 for u in wanted if reach.devices[u] > 0)
+    sent = end_sending(session, announcement_id, "sent")
+    sent.delivered_total = delivered
+    sent.devices_total = reach.total(wanted)
+    return delivered
+
+
+def record_posts(store: Store, posts: list[dict[str, Any]]) -> None:
     if posts:
         with store.session() as session:
             session.execute(insert(AnnouncementPostRow), posts)
 
 
-
 def load_people(settings: Settings, store: Store) -> list[Person]:
     """Active directory employees that have an account (directory attributes + store links)."""
     return people_from_employees(read_directory(settings).employees, active_links(store))
+
+
+def refuse_if_unfinished(store: Store, request: AnnouncementRequest,
+                         targets: Sequence[str]) -> None:
+    """Raise when an announcement with this title, targets and deadline did not finish
+    sending: posting it again could reach people twice. UnfinishedAnnouncementError (8)
+    names `--resume`; RunLockedError (7) while it is being sent right now."""
+    found = unfinished_like(store, title=request.title or "(untitled)", targets=targets,
+                            deadline=request.deadline)
+    if found is None:
+        return
+    announcement_id, status = found
+    if status == "sending":
+        raise RunLockedError(f"announcement {announcement_id} with this title to "
+                             f"{', '.join(targets)} is being sent right now; wait for it")
+    raise UnfinishedAnnouncementError(
+        f"announcement {announcement_id} with this title to {', '.join(targets)} did not "
+        f"finish sending ({status}) and may already be in some rooms: finish it with "
+        f"`{resume_command(announcement_id)}` instead of sending it again")
 
 
 async def announce_with_settings(settings: Settings, *, targets: Sequence[str], body: str,
@@ -247,6 +340,7 @@ async def announce_with_settings(settings: Settings, *, targets: Sequence[str], 
     request = validate_request(body, ack_by, now, attachment)
     store = open_store(settings.store_url)
     try:
+        refuse_if_unfinished(store, request, [str(t) for t in parsed_targets])
         people = load_people(settings, store)
         resolve(parsed_targets, people)  # unknown targets fail here, before any login
         rooms: RoomSource = (ExplicitRoom(check_room_id(room)) if room

@@ -1,8 +1,9 @@
-"""`hauspost announce`, `hauspost announcements [report]` and `hauspost tick`.
+"""`hauspost announce [--resume ID]`, `hauspost announcements [report]` and `hauspost tick`.
 
 Exit codes (docs/announcements.md): 0 ok · 1 failure · 2 bad input (unknown target,
-deadline in the past, empty body, attachment refused: nothing sent) · 3 config error or
-unknown announcement · 4 environment problem.
+deadline in the past, empty body, attachment refused: nothing sent) · 3 config error,
+unknown announcement or nothing to resume · 4 environment problem · 7 the announcement is
+being sent right now · 8 the same announcement did not finish sending: resume it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from provisioner.announcements.report import (
     render_html,
     render_text,
 )
+from provisioner.announcements.resume import describe, resume_with_settings
 from provisioner.announcements.send import announce_with_settings, company_locale
+from provisioner.announcements.sending_state import progress, statuses
 from provisioner.announcements.tick import TickResult, run_tick
 from provisioner.cli import data_dir_option
 from provisioner.settings import Settings, load_settings
@@ -81,14 +84,19 @@ def _body(body: str | None, body_file: Path | None) -> str:
 @click.option("--room", default=None, metavar="ROOM_ID",
               help="Post into this room (the bot must be able to post there) instead of the "
                    "org policy's read-only room or a new one.")
+@click.option("--resume", "resume_id", type=int, default=None, metavar="ID",
+              help="Finish announcement ID, whose sending was interrupted or failed: posts "
+                   "already in its rooms are recorded, only missing ones are posted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
 def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
                      body_file: Path | None, attach: Path | None, ack_by: str | None,
-                     room: str | None, as_json: bool) -> None:
+                     room: str | None, resume_id: int | None, as_json: bool) -> None:
     """Send an end-to-end encrypted announcement as the Hauspost bot.
 
     Everything is checked before anything is sent: unknown targets, a deadline in the past,
-    an empty body or a refused attachment stop with exit code 2.
+    an empty body or a refused attachment stop with exit code 2. An announcement whose
+    sending did not finish is finished with --resume ID (the same announcement sent again
+    is refused with exit code 8); options given with it must match the announcement.
 
     Example: hauspost announce --to department:Sales --ack-by 2026-12-01T12:00
     --body-file news.md
@@ -99,6 +107,16 @@ def announce_command(data_dir: Path, targets: Sequence[str], body: str | None,
     attachment: Attachment | None = None
     if attach is not None:
         attachment = read_attachment(attach, load_media_limits(settings.homeserver_config))
+    if resume_id is not None:
+        if room is not None:
+            raise click.UsageError("--room cannot be given with --resume: the announcement "
+                                   "keeps the rooms it was sent to")
+        finished = asyncio.run(resume_with_settings(
+            settings, resume_id, actor=current_actor(), now=now, targets=targets,
+            body=_body(body, body_file) or None, ack_by=deadline, attachment=attachment))
+        click.echo(json.dumps(finished.to_json(), indent=2, sort_keys=True) if as_json
+                   else describe(finished))
+        return
     result = asyncio.run(announce_with_settings(
         settings, targets=targets, body=_body(body, body_file),
         ack_by=deadline, attachment=attachment, room=room,
@@ -132,10 +150,17 @@ def announcements_group(ctx: click.Context, data_dir: Path, as_json: bool) -> No
         with store.session() as session:
             rows = session.scalars(select(AnnouncementRow)
                                    .order_by(AnnouncementRow.id.desc())).all()
+            shown = statuses(session, [(r.id, r.status) for r in rows])
+            unfinished = {r.id: progress(session, r, shown[r.id]) for r in rows
+                          if r.status != "sent"}
             listed = [{"id": r.id, "created_at": r.created_at.isoformat(), "title": r.title,
-                       "targets": r.target.get("targets", []), "status": r.status,
+                       "targets": r.target.get("targets", []), "status": shown[r.id],
                        "recipients": r.recipients_total, "delivered": r.delivered_total,
-                       "deadline": r.deadline.isoformat() if r.deadline else None}
+                       "deadline": r.deadline.isoformat() if r.deadline else None,
+                       **({"rooms": list(unfinished[r.id].rooms),
+                           "posted_in": list(unfinished[r.id].posted),
+                           "note": unfinished[r.id].describe(r.id)}
+                          if r.id in unfinished else {})}
                       for r in rows]
     finally:
         store.close()
@@ -149,6 +174,8 @@ def announcements_group(ctx: click.Context, data_dir: Path, as_json: bool) -> No
         click.echo(f"{a['id']:>5}  {a['created_at'][:16]}  {a['status']:<7} "
                    f"{a['delivered']}/{a['recipients']} reached{ack}  "
                    f"[{', '.join(a['targets'])}] {a['title']}")
+        if a.get("note"):
+            click.echo(f"{'':>7}{a['note']}")
 
 
 @announcements_group.command("report")

@@ -3,7 +3,10 @@
 Sending runs `announce_with_settings`, what `hauspost announce` runs: targets, deadline and
 body are checked before the bot logs in, so bad input sends nothing. The reach page renders
 the report model `hauspost announcements report` renders; it reloads itself every 30 s
-(no JavaScript needed) while acknowledgements come in through the service's tick.
+(no JavaScript needed) while acknowledgements come in through the service's tick. An
+announcement whose sending was interrupted or failed says so in the list and on its reach
+page, where comms can finish it (`resume_with_settings`, what `hauspost announce --resume`
+runs); sending it again is refused.
 """
 
 from __future__ import annotations
@@ -32,12 +35,19 @@ from provisioner.announcements.report import (
     render_csv,
     render_html,
 )
+from provisioner.announcements.resume import resume_with_settings
 from provisioner.announcements.send import announce_with_settings
+from provisioner.announcements.sending_state import (
+    UNFINISHED,
+    UnfinishedAnnouncementError,
+    statuses,
+)
 from provisioner.announcements.targets import TargetError
 from provisioner.console.web import PREFIX, Console, Ctx, Upload
 from provisioner.errors import HauspostError
 from provisioner.store.announcement_models import AnnouncementRow, NoticeRow, RecipientRow
 from provisioner.store.models import AccountRow, EmployeeRow
+from provisioner.store.run_lock import RunLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +100,9 @@ class ReportCache:
         key = self.fingerprint(console, announcement_id)
         cached = self._reports.get(announcement_id)
         now = datetime.now(UTC)
-        if cached is not None and cached[0] == key:
+        # One still "sending" is built again: its process may have died since (interrupted),
+        # which changes nothing in the store.
+        if cached is not None and cached[0] == key and cached[1].status != "sending":
             return replace(cached[1], as_of=now)
         report = build_report(console.store, announcement_id, time_zone=console.time_zone,
                               as_of=now)
@@ -107,10 +119,13 @@ def add_routes(app: web.Application, console: Console) -> None:
             rows = session.execute(
                 select(AnnouncementRow.id, AnnouncementRow.title, AnnouncementRow.created_at,
                        AnnouncementRow.recipients_total, AnnouncementRow.requires_ack,
-                       AnnouncementRow.deadline, AnnouncementRow.actor)
+                       AnnouncementRow.deadline, AnnouncementRow.actor,
+                       AnnouncementRow.status)
                 .order_by(AnnouncementRow.id.desc()).limit(30)).all()
+            shown = statuses(session, [(r.id, r.status) for r in rows])
         chosen = ctx.form.getall("targets") if hasattr(ctx.form, "getall") else []
         return console.render(ctx, "announcements.html", status=status, rows=rows,
+                              statuses=shown,
                               options=target_options(console), chosen=list(chosen),
                               body=str(ctx.form.get("body", "")),
                               ack_by=str(ctx.form.get("ack_by", "")), error=error,
@@ -159,6 +174,8 @@ def add_routes(app: web.Application, console: Console) -> None:
                 room=None, actor=ctx.actor, now=now)
         except (AnnouncementInputError, TargetError) as exc:
             return compose_page(ctx, status=400, error=str(exc))
+        except (UnfinishedAnnouncementError, RunLockedError) as exc:
+            return compose_page(ctx, status=409, error=str(exc))
         except HauspostError as exc:
             logger.error("console: announcement by %s failed: %s", ctx.actor, exc)
             return compose_page(ctx, status=502, error=str(exc))
@@ -171,13 +188,37 @@ def add_routes(app: web.Application, console: Console) -> None:
         except (ValueError, UnknownAnnouncementError):
             return None
 
+    def reach_page(ctx: Ctx, report: Report, *, status: int = 200,
+                   error: str | None = None) -> web.Response:
+        can_resume = (report.status in UNFINISHED and ctx.person is not None
+                      and "comms" in ctx.person.roles)
+        return console.render(ctx, "reach.html", status=status, r=report,
+                              shown_missing=SHOWN_MISSING, can_resume=can_resume, error=error,
+                              chart=Markup(ack_chart_svg(report, ctx.lang)))  # noqa: S704
+
     @console.guard("comms", "auditor")
     async def reach(ctx: Ctx) -> web.StreamResponse:
         report = report_of(ctx)
         if report is None:
             return console.refuse(ctx, 404, "not_found")
-        return console.render(ctx, "reach.html", r=report, shown_missing=SHOWN_MISSING,
-                              chart=Markup(ack_chart_svg(report, ctx.lang)))  # noqa: S704
+        return reach_page(ctx, report)
+
+    @console.guard("comms")
+    async def resume(ctx: Ctx) -> web.StreamResponse:
+        report = report_of(ctx)
+        if report is None:
+            return console.refuse(ctx, 404, "not_found")
+        try:
+            body = str(ctx.form.get("body", ""))[:MAX_BODY]
+            await resume_with_settings(console.settings, report.announcement_id,
+                                       actor=ctx.actor, now=datetime.now(UTC),
+                                       body=body or None)
+        except HauspostError as exc:
+            logger.error("console: finishing announcement %d for %s failed: %s",
+                         report.announcement_id, ctx.actor, exc)
+            return reach_page(ctx, report, status=409, error=str(exc))
+        return console.redirect(ctx, f"{PREFIX}/announcements/{report.announcement_id}",
+                                flash=ctx.t("sending_finished"))
 
     @console.guard("comms", "auditor")
     async def reach_csv(ctx: Ctx) -> web.StreamResponse:
@@ -208,5 +249,6 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get(PREFIX + "/announcements", index)
     app.router.add_get(PREFIX + "/announcements/{id:\\d+}/report", printable)
     app.router.add_post(PREFIX + "/announcements", send)
+    app.router.add_post(PREFIX + "/announcements/{id:\\d+}/resume", resume)
     app.router.add_get(PREFIX + "/announcements/{id:\\d+}", reach)
     app.router.add_get(PREFIX + "/announcements/{id:\\d+}.csv", reach_csv)

@@ -44,6 +44,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_row(name: str, holder: str) -> RunLockRow:
+    """A lock row naming this process, for code that takes a lock in a transaction of its
+    own (it must delete the row itself when it is done)."""
+    return RunLockRow(name=name, holder=holder, host=socket.gethostname(), pid=os.getpid(),
+                      acquired_at=datetime.now(UTC))
+
+
+def holder_gone(row: RunLockRow) -> bool:
+    """Whether the process holding `row` has ended (only knowable for this host)."""
+    return row.host == socket.gethostname() and row.pid > 0 and not _pid_alive(row.pid)
+
+
 def _try_insert(store: Store, name: str, holder: str, host: str) -> RunLockRow | None:
     """Insert our row; on conflict return the current holder's row."""
     try:

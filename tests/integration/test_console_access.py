@@ -4,8 +4,10 @@ real Synapse (the password check) and a real slapd (the roles), over plain HTTP.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -45,7 +47,8 @@ PAGES = ["/console/", "/console/people", "/console/people/E1", "/console/sync",
          "/console/sync/plan", "/console/announcements", "/console/announcements/1",
          "/console/announcements/1.csv"]
 ACTIONS = ["/console/people/{leaver}/offboard", "/console/people/{leaver}/rehire",
-           "/console/sync/apply", "/console/announcements", "/console/logout"]
+           "/console/sync/apply", "/console/announcements", "/console/announcements/1/resume",
+           "/console/logout"]
 
 
 def _actions(company: Company) -> list[str]:
@@ -319,6 +322,75 @@ def test_comms_attaches_a_file_within_the_media_policy_and_a_program_is_refused(
         kinds = sorted(s.scalars(select(AnnouncementPostRow.kind).where(
             AnnouncementPostRow.announcement_id == new)))
     assert kinds == ["attachment", "text"]
+
+
+def _encrypted_events(company: Company, room_id: str) -> list[str]:
+    with company.env.synapse.admin() as admin:
+        chunk = admin.get(f"/_synapse/admin/v1/rooms/{room_id}/messages",
+                          params={"dir": "b", "limit": 1000}).json()["chunk"]
+    return [e["event_id"] for e in chunk if e["type"] == "m.room.encrypted"]
+
+
+def test_comms_sees_an_interrupted_announcement_and_finishes_it_without_a_second_post(
+        company: Company) -> None:
+    """An announcement whose `announce` died after its post reached Synapse (here: its
+    post row and status taken back in the store, its lock naming a process that is gone)
+    is shown as interrupted; sending it again is refused (409); the auditor may not finish
+    it, comms does: the post is found in the room, recorded, and nothing posted again."""
+    from provisioner.announcements.sending_state import lock_name
+    from provisioner.store.announcement_models import AnnouncementPostRow, AnnouncementRow
+    from provisioner.store.models import RunLockRow
+
+    comms, _ = company.sign_in("comms")
+    auditor, _ = company.sign_in("auditor")
+    with closing(comms), closing(auditor):
+        page = comms.get("/console/announcements")
+        form = {"csrf": csrf_of(page.text), "targets": "department:Recht",
+                "body": f"Umzug ins neue Büro {company.env.prefix}", "do": "send"}
+        sent = comms.post("/console/announcements", data=form)
+        assert sent.status_code == 303, sent.text[:2000]
+        announcement_id = int(sent.headers["Location"].rsplit("/", 1)[1])
+        with company.env.store.session() as s:
+            (post,) = s.scalars(select(AnnouncementPostRow).where(
+                AnnouncementPostRow.announcement_id == announcement_id)).all()
+            event_id, room_id = post.event_id, post.room_id
+        posted_before = _encrypted_events(company, room_id)
+        assert event_id in posted_before
+        with company.env.store.session() as s:
+            post = s.get(AnnouncementPostRow, post.id)
+            s.delete(post)
+            s.get(AnnouncementRow, announcement_id).status = "sending"  # type: ignore[union-attr]
+            s.add(RunLockRow(name=lock_name(announcement_id), holder="console:comms",
+                             host=socket.gethostname(), pid=2 ** 22 + 17,
+                             acquired_at=datetime.now(UTC)))
+        listing = comms.get("/console/announcements")
+        assert ('<td class="status-interrupted">interrupted</td>' in listing.text), listing.text
+        again = comms.post("/console/announcements", data={**form,
+                                                           "csrf": csrf_of(listing.text)})
+        assert again.status_code == 409
+        assert f"hauspost announce --resume {announcement_id}" in again.text
+        reach = auditor.get(f"/console/announcements/{announcement_id}")
+        assert 'id="unfinished"' in reach.text and "interrupted while sending" in reach.text
+        assert 'id="resume"' not in reach.text
+        assert auditor.post(f"/console/announcements/{announcement_id}/resume",
+                            data={"csrf": csrf_of(reach.text)}).status_code == 403
+        reach = comms.get(f"/console/announcements/{announcement_id}")
+        assert 'id="resume"' in reach.text
+        done = comms.post(f"/console/announcements/{announcement_id}/resume",
+                          data={"csrf": csrf_of(reach.text)})
+        assert done.status_code == 303, done.text[:2000]
+        assert 'id="unfinished"' not in comms.get(done.headers["Location"]).text
+    with company.env.store.session() as s:
+        row = s.get(AnnouncementRow, announcement_id)
+        assert row is not None and row.status == "sent"
+        posts = [(p.room_id, p.event_id) for p in s.scalars(select(AnnouncementPostRow).where(
+            AnnouncementPostRow.announcement_id == announcement_id))]
+    assert posts == [(room_id, event_id)]
+    assert _encrypted_events(company, room_id) == posted_before  # nothing posted again
+    (resumed,) = [r for r in company.env.audit(action="announcement.resume")
+                  if r.target == f"announcement:{announcement_id}"]
+    assert resumed.actor.startswith("console:")
+    assert [f["event_id"] for f in resumed.details["found"]] == [event_id]
 
 
 def test_sync_apply_holds_to_the_reviewed_plan_and_the_guard(company: Company) -> None:
