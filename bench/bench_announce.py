@@ -97,18 +97,33 @@ async def make_devices(server: SynapseServer, prefix: str, n: int, stores: Path,
                        concurrency: int = 12) -> list[tuple[str, str, str]]:
     """N accounts with one E2EE device each: (user_id, device_id, token). The first `live`
     get a matrix-nio client store (for live decrypt checks); the rest bare keys."""
-    out: list[tuple[str, str, str]] = []
+    user_ids = [server.mxid(f"{prefix}{i:04d}") for i in range(n)]
     limit = asyncio.Semaphore(concurrency)
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     async with httpx.AsyncClient(base_url=server.url, timeout=60,
                                  limits=httpx.Limits(max_connections=concurrency * 2)) as http:
-        async def one(i: int) -> None:
-            user_id = server.mxid(f"{prefix}{i:04d}")
+        async def create(i: int, user_id: str) -> None:
             async with limit:
                 resp = await http.put(f"/_synapse/admin/v2/users/{quote(user_id)}",
                                       headers=headers,
                                       json={"password": TEST_PASSWORD, "displayname": f"P {i}"})
                 resp.raise_for_status()
+
+        await asyncio.gather(*(create(i, u) for i, u in enumerate(user_ids)))
+    return await login_devices(server, user_ids, stores, live, concurrency)
+
+
+async def login_devices(server: SynapseServer, user_ids: list[str], stores: Path, live: int,
+                        concurrency: int = 12) -> list[tuple[str, str, str]]:
+    """One E2EE device each for existing accounts, by password login (an LDAP login for
+    synced employees) and a key upload: (user_id, device_id, token) in the order of
+    `user_ids`. The first `live` get a matrix-nio client store; the rest bare keys."""
+    out: list[tuple[str, str, str]] = [("", "", "")] * len(user_ids)
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=server.url, timeout=60,
+                                 limits=httpx.Limits(max_connections=concurrency * 2)) as http:
+        async def one(i: int, user_id: str) -> None:
+            async with limit:
                 login = await http.post("/_matrix/client/v3/login", json={
                     "type": "m.login.password", "password": TEST_PASSWORD,
                     "identifier": {"type": "m.id.user", "user": user_id}})
@@ -125,10 +140,10 @@ async def make_devices(server: SynapseServer, prefix: str, n: int, stores: Path,
                         headers={"Authorization": f"Bearer {data['access_token']}"},
                         json=raw_device_keys(user_id, data["device_id"]))
                     upload.raise_for_status()
-                out.append((user_id, data["device_id"], data["access_token"]))
+                out[i] = (user_id, data["device_id"], data["access_token"])
 
-        await asyncio.gather(*(one(i) for i in range(n)))
-    return sorted(out)
+        await asyncio.gather(*(one(i, u) for i, u in enumerate(user_ids)))
+    return out
 
 
 def device_client(server: SynapseServer, user_id: str, stores: Path) -> AsyncClient:

@@ -14,13 +14,17 @@ employee is in 4 rooms and, through them, 4 spaces: 8 x N memberships.
    (`POST /_synapse/admin/v1/join/<room>`) of B joins dealt over as many fresh rooms as
    the concurrency (one request in flight per room);
 3. no-op re-sync: time and Synapse writes (target 0 writes, <= 5 s at 10,000);
-4. 1 % churn (moves, hires, leavers) and one sync: time and writes.
-
-The announcement to all with 1,000 sampled devices is not part of this script (see the
-closing note in docs/scale-out.md "Benchmarks"); bench/bench_announce.py measures it.
+4. 1 % churn (moves, hires, leavers) and one sync: time and writes;
+5. one announcement to all (`announce()` into the policy's all-hands room, as
+   `hauspost announce --to all` does) after `--sample` employees (default 1,000) logged in
+   with their LDAP password and uploaded device keys (20 of them full matrix-nio clients,
+   the rest bare vodozemac keys): time until `announce()` returned, how many of the sampled
+   devices hold the bot's room key in their to-device inbox (read from Synapse's
+   `device_inbox`: they can decrypt), and when the last live client decrypted it. Baseline
+   in the same run: the same for an announcement to one department (its room).
 
     .venv/bin/python bench/bench_scale.py [--employees 10000] [--concurrency 8]
-        [--baseline-joins 400] [--no-spaces] [--accounts-only]
+        [--baseline-joins 400] [--no-spaces] [--accounts-only] [--sample 1000]
 """
 
 from __future__ import annotations
@@ -32,16 +36,30 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_announce import (  # noqa: E402
+    decrypted,
+    device_client,
+    inbox_devices,
+    login_devices,
+    max_inbox_stream,
+)
 from bench.bench_org_rooms import bare_join_loop  # noqa: E402
 from bench.bench_sync import bare_create_loop  # noqa: E402
-from provisioner.settings import load_settings  # noqa: E402
-from provisioner.store import open_store  # noqa: E402
+from provisioner.announcements.bot import open_bot  # noqa: E402
+from provisioner.announcements.compose import validate_request  # noqa: E402
+from provisioner.announcements.config import AnnouncementConfig  # noqa: E402
+from provisioner.announcements.org_rooms import org_rooms  # noqa: E402
+from provisioner.announcements.send import announce, load_people  # noqa: E402
+from provisioner.announcements.targets import Target  # noqa: E402
+from provisioner.settings import LdapSettings, Settings, load_settings  # noqa: E402
+from provisioner.store import Store, open_store  # noqa: E402
 from provisioner.store import repository as repo  # noqa: E402
 from provisioner.sync.run import SyncOutcome, run_sync  # noqa: E402
 from tests.harness.ldap_seed import (  # noqa: E402
@@ -60,7 +78,7 @@ from tests.harness.slapd_server import (  # noqa: E402
     PEOPLE_DN,
     start_slapd,
 )
-from tests.harness.synapse_server import start_synapse  # noqa: E402
+from tests.harness.synapse_server import SynapseServer, start_synapse  # noqa: E402
 
 DEPARTMENTS = [f"Abteilung-{i:02d}" for i in range(20)]
 LOCATIONS = [f"Standort-{i:02d}" for i in range(10)]
@@ -127,6 +145,59 @@ def line(label: str, outcome: SyncOutcome) -> str:
             + ", ".join(f"{k} {v:.2f} s" for k, v in outcome.phases.items()))
 
 
+#: Sampled devices that are full matrix-nio clients (the rest are bare vodozemac keys).
+LIVE = 20
+
+
+async def announce_to_all(synapse: SynapseServer, settings: Settings, store: Store,
+                          people: list[SeedPerson], sample: int, stores: Path) -> list[str]:
+    """Step 5: devices for the first `sample` of `people` (as the directory has them now),
+    then an announcement to one department (baseline) and one to all; the printed lines."""
+    user_ids = [synapse.mxid(p.uid) for p in people[:sample]]
+    t = time.perf_counter()
+    devices = await login_devices(synapse, user_ids, stores, live=min(LIVE, sample))
+    lines = [f"announcement set-up: {sample} LDAP logins with key upload "
+             f"{time.perf_counter() - t:.1f} s"]
+    clients = []
+    for user_id, device_id, token in devices[:LIVE]:
+        client = device_client(synapse, user_id, stores)
+        client.restore_login(user_id, device_id, token)
+        await client.sync(timeout=0, full_state=True)
+        clients.append(client)
+    # The bot's first start (account, login, key upload) is set-up, not part of a send.
+    await (await open_bot(settings, AnnouncementConfig(), synapse.admin_token)).close()
+    first = {synapse.mxid(p.uid) for p in people[:sample] if p.department == DEPARTMENTS[0]}
+    cases = [(f"department {DEPARTMENTS[0]} (baseline)", Target("department", DEPARTMENTS[0]),
+              first), ("all", Target("all"), set(user_ids))]
+    try:
+        for label, target, sampled in cases:
+            rooms = org_rooms(settings, store)
+            assert rooms is not None, "the bench's policy has org rooms"  # noqa: S101
+            now = datetime.now(UTC)
+            request = validate_request(f"# Bench {label}\n\nBitte lesen.", None, now)
+            before = max_inbox_stream(synapse)
+            start = time.perf_counter()
+            result = await announce(settings, AnnouncementConfig(), store,
+                                    admin_token=synapse.admin_token, targets=[target],
+                                    people=load_people(settings, store), request=request,
+                                    rooms=rooms, actor="bench", now=now)
+            send = time.perf_counter() - start
+            holders = inbox_devices(synapse, "", before)
+            (room_id,) = result.rooms
+            live = [c for c in clients if c.user_id in sampled]
+            times = await asyncio.gather(*(decrypted(c, room_id, result.event_ids[0], start)
+                                           for c in live))
+            lines.append(
+                f"announcement to {label}: {result.recipients} recipients; announce() "
+                f"returned {send:.1f} s; sampled devices holding the room key {holders} of "
+                f"{len(sampled)}; last of {len(live)} live clients decrypted "
+                f"{max(times):.1f} s")
+    finally:
+        for client in clients:
+            await client.close()
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -135,6 +206,8 @@ def main() -> None:
     parser.add_argument("--baseline-joins", type=int, default=400)
     parser.add_argument("--no-spaces", action="store_true",
                         help="rooms only (4 x N memberships instead of 8 x N)")
+    parser.add_argument("--sample", type=int, default=1000,
+                        help="employees with a device for the announcement (0: skip it)")
     parser.add_argument("--accounts-only", action="store_true",
                         help="no room policy: accounts, no-op and churn only")
     args = parser.parse_args()
@@ -145,12 +218,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         work = Path(tmp)
         slapd = start_slapd(work / "slapd", seed_ldif=people_ldif(people) + groups_ldif(groups))
-        synapse = start_synapse(work / "synapse",
-                                extra_config={"background_updates": {"sleep_enabled": False}})
+        password_file = work / "bind_password"
+        password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
+        os.chmod(password_file, 0o600)
+        # Employees log in with their directory password, as in production (step 5).
+        synapse = start_synapse(work / "synapse", ldap=LdapSettings(
+            uri=slapd.uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN, bind_password_file=password_file),
+            extra_config={"background_updates": {"sleep_enabled": False}})
         try:
-            password_file = work / "bind_password"
-            password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
-            os.chmod(password_file, 0o600)
             (work / "policies").mkdir()
             (work / "policies" / "rooms.yaml").write_text(policy(not args.no_spaces),
                                                           encoding="utf-8")
@@ -245,6 +320,13 @@ def main() -> None:
             final = sync()
             print(f"re-sync after churn: {final.seconds:.1f} s, {final.writes} writes "
                   "(target 0)")
+
+            # 5: one announcement to all (not with --accounts-only: no all-hands room).
+            if args.sample and not args.accounts_only:
+                for text in asyncio.run(announce_to_all(
+                        synapse, settings, store, people[len(movers):],
+                        min(args.sample, n - len(movers) - len(leavers)), work / "devices")):
+                    print(text)
             store.close()
         finally:
             synapse.stop()
