@@ -10,7 +10,6 @@ reported and the others go on.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from provisioner.accounts.plan import (
     UpdateEmail,
 )
 from provisioner.errors import HauspostError
-from provisioner.homeserver.synapse_admin import SynapseAdmin, SynapseUnreachableError
+from provisioner.homeserver.synapse_admin import SynapseAdmin, until_unreachable
 from provisioner.store import Store
 from provisioner.store.change_writer import Change, ChangeWriter
 
@@ -194,34 +193,6 @@ class _Applier:
         self.result.applied[action.kind] += 1
 
 
-class NotAttemptedError(HauspostError):
-    """An action left out because Synapse had already proved unreachable in this run."""
-
-
-class _UntilUnreachable:
-    """The admin client, refusing further calls once one found Synapse unreachable."""
-
-    def __init__(self, admin: SynapseAdmin) -> None:
-        self._admin = admin
-        self._unreachable: SynapseUnreachableError | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._admin, name)
-        if not inspect.iscoroutinefunction(attribute):
-            return attribute
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            if self._unreachable is not None:
-                raise NotAttemptedError(f"not attempted: {self._unreachable}")
-            try:
-                return await attribute(*args, **kwargs)
-            except SynapseUnreachableError as exc:
-                self._unreachable = self._unreachable or exc
-                raise
-
-        return call
-
-
 async def apply_plan(plan: Plan, *, admin: SynapseAdmin, store: Store, run_id: int,
                      actor: str, options: ApplyOptions,
                      clock: Callable[[], datetime] = _now) -> ApplyResult:
@@ -238,8 +209,7 @@ async def apply_plan(plan: Plan, *, admin: SynapseAdmin, store: Store, run_id: i
     async with ChangeWriter(store) as writer:
         # Once Synapse has proved unreachable, every further call would only wait out its
         # own retries: stop calling. The next run plans what is left; nothing is lost.
-        applier = _Applier(cast(SynapseAdmin, _UntilUnreachable(admin)), writer, run_id,
-                           actor, options, clock)
+        applier = _Applier(until_unreachable(admin), writer, run_id, actor, options, clock)
         with progress:
             task = progress.add_task("apply", total=total)
 

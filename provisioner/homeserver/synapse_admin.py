@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
@@ -35,6 +36,41 @@ class AdminApiError(HauspostError):
         self.errcode = errcode
         super().__init__(f"Synapse admin API {method} {path} answered {status}"
                          f" {errcode or ''}: {error or ''}".rstrip(": "))
+
+
+class NotAttemptedError(HauspostError):
+    """An action left out because Synapse had already proved unreachable in this run."""
+
+
+class _UntilUnreachable:
+    """The admin client, refusing further calls once one found Synapse unreachable."""
+
+    def __init__(self, admin: SynapseAdmin) -> None:
+        self._admin = admin
+        self._unreachable: SynapseUnreachableError | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._admin, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self._unreachable is not None:
+                raise NotAttemptedError(f"not attempted: {self._unreachable}")
+            try:
+                return await attribute(*args, **kwargs)
+            except SynapseUnreachableError as exc:
+                self._unreachable = self._unreachable or exc
+                raise
+
+        return call
+
+
+def until_unreachable(admin: SynapseAdmin) -> SynapseAdmin:
+    """`admin`, refusing every further call (NotAttemptedError) once one found Synapse
+    unreachable: a run stops instead of waiting out each remaining action's retries, and
+    the next run plans what is left."""
+    return cast(SynapseAdmin, _UntilUnreachable(admin))
 
 
 @dataclass(frozen=True)

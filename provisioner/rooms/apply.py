@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import insert, update
 
 from provisioner.errors import HauspostError
-from provisioner.homeserver.synapse_admin import SynapseAdmin
+from provisioner.homeserver.synapse_admin import SynapseAdmin, until_unreachable
 from provisioner.rooms.plan import (
     MARKER,
     RETENTION,
@@ -354,8 +354,10 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
 
     intents = write_intents(store, plan, run_id, clock())
     async with ChangeWriter(store) as writer:
-        applier = _RoomApplier(admin, store, writer, run_id=run_id, actor=actor,
-                               server_name=server_name, room_ids=dict(room_ids),
+        # Once Synapse has proved unreachable, the remaining actions fail at once instead of
+        # each waiting out its retries (their intents stay; the next run decides them).
+        applier = _RoomApplier(until_unreachable(admin), store, writer, run_id=run_id,
+                               actor=actor, server_name=server_name, room_ids=dict(room_ids),
                                concurrency=concurrency, clock=clock, intents=intents)
         with bar:
             task = bar.add_task("rooms", total=len(plan.actions))

@@ -9,7 +9,8 @@ No I/O. Rules (docs/org-rooms.md explains each):
   `retention:` section) the room's `m.room.retention` are kept as declared: a change made
   outside the policy is reverted (old and new value audited).
 - Members: exactly the active employees the rule matches. Everyone is joined by the
-  service account (no invite to accept). In a non-mandatory room somebody who left on
+  service account (no invite to accept); a pending invitation (an admin join cut between
+  its invite and its join) counts as not joined. In a non-mandatory room somebody who left on
   their own is not added again (a leave by their deactivation before a rehire does not
   count); in a mandatory room they are.
 - Members who no longer match are removed with a reason. Protected accounts and the
@@ -596,7 +597,9 @@ def plan_rooms(policy: PolicySet, members: Sequence[Member],
                 children.append(AddSpaceChild(want.parent, want.key))
         for user_id in sorted(want.members - untouchable):
             current = have.members.get(user_id)
-            if current is not None and current.membership in ("join", "invite"):
+            # An invitation is an admin join cut between its two events (nobody is invited
+            # otherwise): joined again, like a member missing.
+            if current is not None and current.membership == "join":
                 continue
             if current is not None and current.membership == "ban":
                 continue

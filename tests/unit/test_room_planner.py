@@ -214,6 +214,20 @@ def test_removed_by_the_provisioner_is_added_again_when_matching_again() -> None
     assert kinds(plan.actions) == [("add_member", "berlin", ANNA.user_id)]
 
 
+def test_an_invitation_left_by_a_cut_admin_join_is_joined_again() -> None:
+    """The admin API joins in two events (the service account invites, the person joins);
+    Synapse killed between them leaves an invitation nobody accepts. It is no membership:
+    the join is planned again (found by the fault suite: a hire stayed invited)."""
+    managed, states = converged(POLICY, STAFF)
+    s = states["berlin"]
+    states["berlin"] = RoomState(s.name, s.topic, s.avatar, s.history_visibility,
+                                 s.power_levels, s.marker,
+                                 {**s.members, ANNA.user_id: Membership("invite", SERVICE)},
+                                 s.children)
+    plan = plan_rooms(POLICY, STAFF, managed, states, CTX)
+    assert kinds(plan.actions) == [("add_member", "berlin", ANNA.user_id)]
+
+
 def test_removed_group_archives_its_room_and_keep_releases() -> None:
     dana = member("dana", "IT", "Köln", ["keep-y"])
     managed, states = converged(POLICY, [*STAFF, dana])
