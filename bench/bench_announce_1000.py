@@ -65,6 +65,7 @@ from provisioner.announcements.send import announce  # noqa: E402
 from provisioner.announcements.targets import ExplicitRoom, Person, Target  # noqa: E402
 from provisioner.settings import load_settings  # noqa: E402
 from provisioner.store import open_store  # noqa: E402
+from provisioner.store import repository as repo  # noqa: E402
 from tests.harness.synapse_server import (  # noqa: E402
     TEST_RATE_LIMITS,
     SynapseServer,
@@ -174,6 +175,13 @@ async def run(args: argparse.Namespace, tmp: Path, server: SynapseServer) -> dic
         clients.append(client)
     people = [Person(user_id=u, employee_id=f"E{i:04d}", display_name=f"P {i}",
                      localpart=u[1:].split(":")[0]) for i, u in enumerate(user_ids)]
+    # As after a sync: every recipient's account is linked in the store (`announce` takes
+    # its recipients from those links; the tick opens chats only for active accounts).
+    with store.session() as session:
+        for p in people:
+            repo.insert_link(session, employee_id=p.employee_id, user_id=p.user_id,
+                             now=datetime.now(UTC), run_id=None, display_name=p.display_name,
+                             email=None)
     log_start = log.stat().st_size
 
     # 1. The announcement (baseline).

@@ -364,7 +364,8 @@ def _audit_room_keys(store: Store, actor: str, shared: list[tuple[int, str, str]
 
 def upcoming_people(store: Store, now: datetime) -> set[str]:
     """Who a reminder or manager summary of an open announcement may still reach: its
-    recipients that have not acknowledged, and their managers (deadline still ahead)."""
+    recipients that have not acknowledged, and their managers (deadline still ahead),
+    with an active account."""
     with store.session() as session:
         rows = session.execute(
             select(RecipientRow.user_id, RecipientRow.manager_user_id)
@@ -372,7 +373,12 @@ def upcoming_people(store: Store, now: datetime) -> set[str]:
             .where(AnnouncementRow.requires_ack.is_(True), AnnouncementRow.status == "sent",
                    AnnouncementRow.purged_at.is_(None), AnnouncementRow.deadline > now,
                    RecipientRow.acked_at.is_(None))).all()
-    return {u for u, _ in rows} | {m for _, m in rows if m}
+        people = {u for u, _ in rows} | {m for _, m in rows if m}
+        if not people:
+            return set()
+        # Nobody who has left since: their account is deactivated, a chat would be wasted.
+        return set(session.scalars(select(AccountRow.user_id).where(
+            AccountRow.user_id.in_(people), AccountRow.active.is_(True))))
 
 
 async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: datetime,

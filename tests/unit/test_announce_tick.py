@@ -19,6 +19,7 @@ from provisioner.announcements.tick import (
     earliest_reminder,
     plan_notices,
     purge_expired,
+    upcoming_people,
 )
 from provisioner.errors import ConfigError
 from provisioner.store import Store, open_store
@@ -189,6 +190,9 @@ def test_config_defaults_and_errors() -> None:
     assert (config.reminder_not_before_share, config.reminder_quiet_hours, config.language) == (
         0.5, 1.0, None)
     assert parse_announcement_config({"language": "de"}, "a.yaml").language == "de"
+    assert config.direct_chats_ahead_seconds == 30.0
+    assert parse_announcement_config({"direct_chats_ahead_seconds": 0},
+                                     "a.yaml").direct_chats_ahead_seconds == 0.0
     for data, message in [
             ({"retention": 3}, "a.yaml: retention: unknown key"),
             ({"reminder_hours_before_deadline": [24, 24]}, "duplicate values"),
@@ -202,6 +206,25 @@ def test_config_defaults_and_errors() -> None:
             ({"reminder_quiet_hours_after_sending": "1h"},
              "reminder_quiet_hours_after_sending: expected a number"),
             ({"reminder_quiet_hours_after_sending": 200},
-             "reminder_quiet_hours_after_sending: expected hours from 0 to 168")]:
+             "reminder_quiet_hours_after_sending: expected hours from 0 to 168"),
+            ({"direct_chats_ahead_seconds": -1},
+             "direct_chats_ahead_seconds: expected seconds from 0 to 3600, got -1"),
+            ({"direct_chats_ahead_seconds": "30s"}, "direct_chats_ahead_seconds: expected")]:
         with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_announcement_config(data, "a.yaml")
+
+
+def test_chats_are_opened_ahead_for_who_may_still_be_reminded_or_summarised(
+        store: Store) -> None:
+    # Everyone with an account; @d:x has left since (deactivated), @lead2:x too.
+    with store.session() as session:
+        for user in ("@lead1:x", "@a:x", "@b:x", "@c:x", "@d:x", "@e:x", "@lead2:x"):
+            link = repo.insert_link(session, employee_id=f"E{user}", user_id=user,
+                                    now=DEADLINE, run_id=None, display_name=user,
+                                    email=None)
+            link.active = user not in ("@d:x", "@lead2:x")
+    before = DEADLINE - timedelta(days=2)
+    # Not acknowledged: a, c, e (d has left); managers of those: lead1 (lead2 has left).
+    assert upcoming_people(store, before) == {"@a:x", "@c:x", "@e:x", "@lead1:x"}
+    # Once the deadline has passed nothing more is opened ahead (what is due opens its own).
+    assert upcoming_people(store, DEADLINE) == set()
