@@ -127,6 +127,10 @@ def _write_company(data_dir: Path, server: SynapseServer, prefix: str) -> tuple[
                         "groups": "groups", "language": "lang"}}},
     }
     (data_dir / "hauspost.yaml").write_text(json.dumps(config), encoding="utf-8")
+    # A bot of this company's own: other test modules' companies on the session Synapse
+    # (e.g. test_announce_resume.py, which uses this fixture) must not share its account.
+    (data_dir / "announcements.yaml").write_text(f"bot_localpart: {prefix}-bot\n",
+                                                 encoding="utf-8")
     return logins, names
 
 
@@ -258,6 +262,13 @@ def _direct_rooms(company: Company) -> dict[str, str]:
     with company.store.session() as session:
         return dict(session.execute(select(BotDirectRoomRow.user_id,
                                            BotDirectRoomRow.room_id)).all())
+
+
+def _bot_devices(company: Company, bot: str) -> set[str]:
+    with company.server.admin() as c:
+        resp = c.get(f"/_synapse/admin/v2/users/{quote(bot)}/devices")
+        resp.raise_for_status()
+        return {d["device_id"] for d in resp.json()["devices"]}
 
 
 def _bot_id(company: Company) -> str:
@@ -496,14 +507,16 @@ async def test_bot_keeps_its_device_and_decrypts_replies_after_a_restart(company
     dm = _direct_rooms(company)[person]
     assert dm in client.rooms
     await send_content(client, dm, "m.room.message", {"msgtype": "m.text", "body": "OK!"})
-    # A new process with a new AsyncClient on the same store.
+    # A new process with a new AsyncClient on the same store. (Other test modules' companies
+    # on this session's Synapse have their own data dirs and so their own devices of the
+    # same bot account: compare the account's devices before and after, not a count.)
+    devices_before = _bot_devices(company, bot)
+    assert device_before["device_id"] in devices_before
     proc = _cli(company, "tick", "--json")
     assert proc.returncode == 0, proc.stderr
     device_after = json.loads((company.data_dir / "keys" / "bot_device.json").read_text())
     assert device_after["device_id"] == device_before["device_id"]
-    with company.server.admin() as c:
-        devices = c.get(f"/_synapse/admin/v2/users/{quote(bot)}/devices").json()["devices"]
-    assert [d["device_id"] for d in devices] == [device_before["device_id"]]
+    assert _bot_devices(company, bot) == devices_before
     with company.store.session() as session:
         row = session.scalars(select(RecipientRow).where(
             RecipientRow.announcement_id == result.announcement_id,
@@ -578,7 +591,8 @@ async def test_announcement_to_all_goes_into_the_org_policy_s_read_only_room(
     (policies / "company.yaml").write_text(
         "rooms:\n  - key: announcements\n    name: Ankündigungen\n    members: all\n"
         "    mandatory: true\n    read_only: true\n", encoding="utf-8")
-    bot = f"@hauspost-bot:{company.server.server_name}"
+    bot = company.server.mxid(
+        load_announcement_config(company.data_dir).bot_localpart)
     with company.server.client(company.server.admin_token) as c:
         resp = c.post("/_matrix/client/v3/createRoom", json={
             "name": "Ankündigungen", "initial_state": [
@@ -630,12 +644,13 @@ def _german_company(company: Company) -> Iterator[Settings]:
     doc = json.loads(original)
     doc["directory"]["time_zone"] = "Europe/Berlin"
     config_file.write_text(json.dumps(doc), encoding="utf-8")
-    announcements_file.write_text("language: de\n", encoding="utf-8")
+    announcements = announcements_file.read_text(encoding="utf-8")
+    announcements_file.write_text(announcements + "language: de\n", encoding="utf-8")
     try:
         yield load_settings(company.data_dir)
     finally:
         config_file.write_text(original, encoding="utf-8")
-        announcements_file.unlink()
+        announcements_file.write_text(announcements, encoding="utf-8")
 
 
 def _audit_rows(company: Company, **query: Any) -> list[Any]:
