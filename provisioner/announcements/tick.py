@@ -148,6 +148,8 @@ def plan_notices(store: Store, now: datetime, config: AnnouncementConfig,
             stage = due_stage(ann.deadline, now, config.reminder_hours)
             if now < earliest_reminder(ann.created_at, ann.deadline, config):
                 stage = None
+            if stage is None and now < ann.deadline:
+                continue  # nothing due: most ticks, no language lookup
             spoken = languages(session, {r.user_id for r in missing}
                                | {r.manager_user_id for r in missing if r.manager_user_id})
             if stage is not None:
@@ -207,9 +209,7 @@ async def open_direct_rooms(bot: Bot, store: Store, user_ids: set[str],
     first reminder to many people); returns how many were created. With `budget_s`, no
     new one is started after that many seconds (the rest wait for the next tick).
     Failures are left to the send, which records them per person."""
-    with store.session() as session:
-        have = set(session.scalars(select(BotDirectRoomRow.user_id)
-                                   .where(BotDirectRoomRow.user_id.in_(user_ids))))
+    have = set(stored_direct_rooms(store, user_ids))
     limit = asyncio.Semaphore(concurrency)
     created = 0
     stop_at = None if budget_s is None else time.perf_counter() + budget_s
@@ -388,9 +388,9 @@ async def tick_with(bot: Bot, store: Store, config: AnnouncementConfig, now: dat
 
     Due notices first: direct chats opened where missing, a fresh room key per chat sent to
     its person's devices (many chats per request), then per person an invitation where
-    they are not in their chat and one event per notice. Then, within `direct_chats_ahead_seconds`, the
-    chats that later reminders of open announcements will need are opened ahead, so the
-    tick that reminds a thousand people only sends."""
+    they are not in their chat and one event per notice. Then, within
+    `direct_chats_ahead_seconds`, the chats that later reminders of open announcements will
+    need are opened ahead, so the tick that reminds a thousand people only sends."""
     result = TickResult()
     started = time.perf_counter()
     await bot.sync()  # records acknowledgements first: nobody acknowledged is reminded
