@@ -28,6 +28,7 @@ from synapse.module_api import EventBase, JsonDict, ModuleApi, Requester, StateM
 
 from synapse_modules._config import ConfigReader
 from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
+from synapse_modules.event_rules_state import register_check_event_allowed
 from synapse_modules.request_context import current_request_path
 
 logger = logging.getLogger(__name__)
@@ -183,8 +184,8 @@ class EncryptionPolicy:
     def __init__(self, config: EncryptionPolicyConfig, api: ModuleApi) -> None:
         self._config = config
         self._api = api
-        api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed,
+        register_check_event_allowed(
+            api, self.check_event_allowed, reads=[(ENCRYPTION, "")],
             on_create_room=self.on_create_room,
         )
 

@@ -33,6 +33,7 @@ from synapse.spam_checker_api import RegistrationBehaviour
 from synapse_modules._config import ConfigReader
 from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
 from synapse_modules.accounts_batch import BATCH_PATH
+from synapse_modules.event_rules_state import register_check_event_allowed
 from synapse_modules.request_context import current_request_path
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class IdentityPolicy:
         current_request_path()  # the internal it reads exists (else Synapse refuses to start)
         api.register_spam_checker_callbacks(
             check_registration_for_spam=self.check_registration_for_spam)
-        api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
+        register_check_event_allowed(api, self.check_event_allowed, reads=())
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> IdentityConfig:

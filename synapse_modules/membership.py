@@ -46,6 +46,7 @@ from synapse_modules._fail_closed import (
     refuse_spam,
     spam_result,
 )
+from synapse_modules.event_rules_state import register_check_event_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -275,8 +276,8 @@ class MembershipPolicy:
             federated_user_may_invite=self.federated_user_may_invite,
             should_drop_federated_event=self.should_drop_federated_event,
         )
-        api.register_third_party_rules_callbacks(
-            check_event_allowed=self.check_event_allowed,
+        register_check_event_allowed(
+            api, self.check_event_allowed, reads=(),
             on_create_room=self.on_create_room,
             check_visibility_can_be_modified=self.check_visibility_can_be_modified,
             check_threepid_can_be_invited=self.check_threepid_can_be_invited,

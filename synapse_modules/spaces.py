@@ -21,6 +21,7 @@ from synapse.module_api import EventBase, JsonDict, ModuleApi, StateMap
 
 from synapse_modules._config import ConfigReader
 from synapse_modules._fail_closed import Refusal, event_allowed, fail_closed_raising
+from synapse_modules.event_rules_state import register_check_event_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class SpacePolicy:
 
     def __init__(self, config: SpacesConfig, api: ModuleApi) -> None:
         self._config = config
-        api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
+        register_check_event_allowed(api, self.check_event_allowed, reads=[(CREATE, "")])
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> SpacesConfig:

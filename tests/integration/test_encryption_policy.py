@@ -145,6 +145,40 @@ def test_plaintext_message_refused(synapse: SynapseServer) -> None:
     assert all("in the clear" not in row for row in stored_event_json(synapse, room_id))
 
 
+def test_decisions_hold_with_narrowed_state_in_a_room_of_many(synapse: SynapseServer) -> None:
+    """Synapse hands our callbacks only the state they declare (event_rules_state.py).
+
+    The log proves the narrowing is installed in this Synapse; the refusals prove the
+    encryption event still reaches the policy among 40 members' state: plaintext by the
+    last joiner, a switch-off by the creator and a redaction of the encryption event.
+    """
+    log = (synapse.data_dir / "homeserver.log").read_text(encoding="utf-8", errors="replace")
+    assert "check_event_allowed loads only the room state our callbacks declare" in log
+    creator = synapse.create_user()
+    members = [synapse.create_user() for _ in range(40)]
+    room_id = synapse.create_room(creator, preset="private_chat")
+    with synapse.client(creator.token) as c:
+        for member in members:
+            c.post(f"/_matrix/client/v3/rooms/{quote(room_id)}/invite",
+                   json={"user_id": member.user_id}).raise_for_status()
+    for member in members:
+        synapse.join(member, room_id).raise_for_status()
+    resp = send_plain(synapse, members[-1], room_id, "m.room.message",
+                      {"msgtype": "m.text", "body": "in the clear, late joiner"})
+    assert (resp.status_code, resp.json()["error"]) == (403, PLAINTEXT_MESSAGE)
+    resp = put_state(synapse, creator, room_id, "m.room.encryption", {})
+    assert (resp.status_code, resp.json()["error"]) == (403, SWITCH_OFF_MESSAGE)
+    encryption_id = next(e["event_id"] for e in synapse.room_state(room_id)
+                         if e["type"] == "m.room.encryption")
+    with synapse.client(creator.token) as c:
+        resp = c.put(f"/_matrix/client/v3/rooms/{quote(room_id)}/redact/"
+                     f"{quote(encryption_id)}/{synapse.unique('txn')}", json={})
+    assert resp.status_code == 403
+    assert encryption_state(synapse, room_id) == [{"algorithm": MEGOLM}]
+    members_now = [e for e in synapse.room_state(room_id) if e["type"] == "m.room.member"]
+    assert len(members_now) == 41
+
+
 def test_switching_encryption_off_or_changing_it_refused(synapse: SynapseServer) -> None:
     alice = synapse.create_user()
     room_id = synapse.create_room(alice)
