@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import yaml
 from nio import AsyncClient, AsyncClientConfig, MegolmEvent, RoomMessageText, SyncResponse
 from vodozemac import Account
 
@@ -164,14 +165,35 @@ async def admin_join(server: SynapseServer, room_id: str, user_ids: list[str]) -
         await asyncio.gather(*(one(u) for u in user_ids))
 
 
-def inbox_devices(server: SynapseServer, bot_device: str, stream_after: int) -> int:
-    """Distinct devices holding an Olm message from the bot's device since `stream_after`."""
+def synapse_rows(server: SynapseServer, sql: str, params: tuple[Any, ...] = ()
+                 ) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on Synapse's database, SQLite or PostgreSQL (from its
+    homeserver.yaml); `sql` uses `?` placeholders."""
+    config = yaml.safe_load((server.data_dir / "homeserver.yaml").read_text(encoding="utf-8"))
+    database = config.get("database") or {}
+    if database.get("name") == "psycopg2":
+        import psycopg2
+
+        args = database["args"]
+        conn = psycopg2.connect(dbname=args["database"], host=args["host"], port=args["port"],
+                                user=args["user"])
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.replace("?", "%s"), params)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
     db = sqlite3.connect(f"file:{server.data_dir / 'homeserver.db'}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT user_id, device_id, message_json FROM device_inbox "
-                          "WHERE stream_id > ?", (stream_after,)).fetchall()
+        return list(db.execute(sql, params).fetchall())
     finally:
         db.close()
+
+
+def inbox_devices(server: SynapseServer, bot_device: str, stream_after: int) -> int:
+    """Distinct devices holding an Olm message from the bot's device since `stream_after`."""
+    rows = synapse_rows(server, "SELECT user_id, device_id, message_json FROM device_inbox "
+                        "WHERE stream_id > ?", (stream_after,))
     devices = set()
     for user_id, device_id, message in rows:
         content = json.loads(message)
@@ -184,11 +206,8 @@ def inbox_devices(server: SynapseServer, bot_device: str, stream_after: int) -> 
 
 
 def max_inbox_stream(server: SynapseServer) -> int:
-    db = sqlite3.connect(f"file:{server.data_dir / 'homeserver.db'}?mode=ro", uri=True)
-    try:
-        return int(db.execute("SELECT COALESCE(MAX(stream_id), 0) FROM device_inbox").fetchone()[0])
-    finally:
-        db.close()
+    rows = synapse_rows(server, "SELECT COALESCE(MAX(stream_id), 0) FROM device_inbox")
+    return int(rows[0][0])
 
 
 async def decrypted(client: AsyncClient, room_id: str, event_id: str, start: float,

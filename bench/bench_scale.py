@@ -24,7 +24,11 @@ employee is in 4 rooms and, through them, 4 spaces: 8 x N memberships.
    in the same run: the same for an announcement to one department (its room).
 
     .venv/bin/python bench/bench_scale.py [--employees 10000] [--concurrency 8]
-        [--baseline-joins 400] [--no-spaces] [--accounts-only] [--sample 1000]
+        [--baseline-joins 400] [--no-spaces] [--accounts-only] [--sample 1000] [--postgres]
+
+`--postgres` runs Synapse and the provisioner's store on PostgreSQL (a private `postgres`
+on loopback, tests/harness/postgres_server.py), as docs/scale-out.md recommends for a
+company of thousands; the baselines then run against the same server.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from bench.bench_announce import (  # noqa: E402
 )
 from bench.bench_org_rooms import bare_join_loop  # noqa: E402
 from bench.bench_sync import bare_create_loop  # noqa: E402
+from bench.bench_workers import on_postgres  # noqa: E402
 from provisioner.announcements.bot import open_bot  # noqa: E402
 from provisioner.announcements.compose import validate_request  # noqa: E402
 from provisioner.announcements.config import AnnouncementConfig  # noqa: E402
@@ -71,6 +76,7 @@ from tests.harness.ldap_seed import (  # noqa: E402
     modify_person,
     people_ldif,
 )
+from tests.harness.postgres_server import PostgresServer, start_postgres  # noqa: E402
 from tests.harness.slapd_server import (  # noqa: E402
     ADMIN_DN,
     ADMIN_PASSWORD,
@@ -210,6 +216,8 @@ def main() -> None:
                         help="employees with a device for the announcement (0: skip it)")
     parser.add_argument("--accounts-only", action="store_true",
                         help="no room policy: accounts, no-op and churn only")
+    parser.add_argument("--postgres", action="store_true",
+                        help="Synapse and the store on PostgreSQL instead of SQLite")
     args = parser.parse_args()
     n = args.employees
     started = time.monotonic()
@@ -221,10 +229,16 @@ def main() -> None:
         password_file = work / "bind_password"
         password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
         os.chmod(password_file, 0o600)
+        postgres: PostgresServer | None = start_postgres() if args.postgres else None
+        store_url = f"sqlite:///{work / 'hauspost.db'}"
+        if postgres is not None:
+            postgres.create_database("hauspost")
+            store_url = postgres.url("hauspost", driver="postgresql+psycopg2")
         # Employees log in with their directory password, as in production (step 5).
         synapse = start_synapse(work / "synapse", ldap=LdapSettings(
             uri=slapd.uri, base_dn=PEOPLE_DN, bind_dn=ADMIN_DN, bind_password_file=password_file),
-            extra_config={"background_updates": {"sleep_enabled": False}})
+            extra_config={"background_updates": {"sleep_enabled": False}},
+            edit=on_postgres(postgres, "synapse") if postgres is not None else None)
         try:
             (work / "policies").mkdir()
             (work / "policies" / "rooms.yaml").write_text(policy(not args.no_spaces),
@@ -236,7 +250,7 @@ def main() -> None:
                                "config": str(base.homeserver_config)},
                 "service_account": {"localpart": base.service_localpart,
                                     "token_file": str(base.service_token_file)},
-                "store": {"url": f"sqlite:///{work / 'hauspost.db'}"},
+                "store": {"url": store_url},
                 "ldap": {"uri": slapd.uri, "base_dn": PEOPLE_DN, "bind_dn": ADMIN_DN,
                          "bind_password_file": str(password_file),
                          "group_mode": "group_of_names", "groups_base_dn": GROUPS_DN,
@@ -252,7 +266,9 @@ def main() -> None:
             store = open_store(settings.store_url)
             print(f"{n} employees, {len(DEPARTMENTS)} departments, {len(LOCATIONS)} "
                   f"locations, {GROUPS} groups, spaces {'off' if args.no_spaces else 'on'}; "
-                  f"concurrency {args.concurrency}; set-up {time.monotonic() - started:.1f} s")
+                  f"concurrency {args.concurrency}; "
+                  f"{'PostgreSQL' if postgres is not None else 'SQLite'}; "
+                  f"set-up {time.monotonic() - started:.1f} s")
 
             def sync() -> SyncOutcome:
                 return asyncio.run(run_sync(settings, synapse.admin_token, actor="bench",
@@ -331,6 +347,8 @@ def main() -> None:
         finally:
             synapse.stop()
             slapd.stop()
+            if postgres is not None:
+                postgres.stop()
     print(f"total {time.monotonic() - started:.0f} s")
 
 
