@@ -27,8 +27,9 @@ employee is in 4 rooms and, through them, 4 spaces: 8 x N memberships.
         [--baseline-joins 400] [--no-spaces] [--accounts-only] [--sample 1000] [--postgres]
 
 `--postgres` runs Synapse and the provisioner's store on PostgreSQL (a private `postgres`
-on loopback, tests/harness/postgres_server.py), as docs/scale-out.md recommends for a
-company of thousands; the baselines then run against the same server.
+on loopback, tests/harness/postgres_server.py, with PostgreSQL's own crash-safe defaults:
+fsync and synchronous commit on), as docs/scale-out.md recommends for a company of
+thousands; the baselines then run against the same server.
 """
 
 from __future__ import annotations
@@ -229,7 +230,8 @@ def main() -> None:
         password_file = work / "bind_password"
         password_file.write_text(ADMIN_PASSWORD, encoding="utf-8")
         os.chmod(password_file, 0o600)
-        postgres: PostgresServer | None = start_postgres() if args.postgres else None
+        postgres: PostgresServer | None = (start_postgres(crash_safe=True) if args.postgres
+                                           else None)
         store_url = f"sqlite:///{work / 'hauspost.db'}"
         if postgres is not None:
             postgres.create_database("hauspost")

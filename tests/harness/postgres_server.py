@@ -69,6 +69,9 @@ class PostgresServer:
     #: Commits are in the WAL before they are acknowledged (synchronous_commit=on), so a
     #: SIGKILL of the server loses no acknowledged transaction (the fault suite).
     durable: bool = False
+    #: PostgreSQL's own defaults (fsync, full page writes, synchronous commit): what a
+    #: production server runs, for benchmarks that compare it with SQLite's fsync per commit.
+    crash_safe: bool = False
 
     def url(self, database: str, *, driver: str = "postgresql") -> str:
         """A URL for Synapse (`postgresql://`) or SQLAlchemy (`postgresql+psycopg2://`)."""
@@ -116,7 +119,8 @@ class PostgresServer:
 
     def restart(self, timeout: float = 60.0) -> None:
         """Start again on the same data dir and port (crash recovery replays the WAL)."""
-        self.proc = _spawn_postgres(self.bin_dir, self.root, self.port, durable=self.durable)
+        self.proc = _spawn_postgres(self.bin_dir, self.root, self.port, durable=self.durable,
+                                     crash_safe=self.crash_safe)
         _wait_ready(self, timeout)
 
     def stop(self) -> None:
@@ -136,7 +140,8 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(timeout: float = 60.0, *, durable: bool = False) -> PostgresServer:
+def start_postgres(timeout: float = 60.0, *, durable: bool = False,
+                   crash_safe: bool = False) -> PostgresServer:
     bin_dir = find_postgres_bin()
     prefix = _run_as()
     # Not under pytest's tmp_path: that is 0700 root and the postgres user can't enter it.
@@ -157,7 +162,9 @@ def start_postgres(timeout: float = 60.0, *, durable: bool = False) -> PostgresS
         raise RuntimeError(f"initdb failed: {initdb.stderr.strip() or initdb.stdout.strip()}")
     port = free_port()
     server = PostgresServer(root=root, port=port, bin_dir=bin_dir, durable=durable,
-                            proc=_spawn_postgres(bin_dir, root, port, durable=durable))
+                            crash_safe=crash_safe,
+                            proc=_spawn_postgres(bin_dir, root, port, durable=durable,
+                                                 crash_safe=crash_safe))
     try:
         _wait_ready(server, timeout)
     except BaseException:
@@ -167,7 +174,7 @@ def start_postgres(timeout: float = 60.0, *, durable: bool = False) -> PostgresS
 
 
 def _spawn_postgres(bin_dir: Path, root: Path, port: int, *,
-                    durable: bool) -> subprocess.Popen[bytes]:
+                    durable: bool, crash_safe: bool = False) -> subprocess.Popen[bytes]:
     prefix = _run_as()
     log = open(root / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
     if prefix:
@@ -177,8 +184,9 @@ def _spawn_postgres(bin_dir: Path, root: Path, port: int, *,
          str(root / "sockets"), "-h", "127.0.0.1", "-p", str(port),
          # Test speed only: an OS crash loses the test database, thrown away anyway. A
          # killed server keeps what it acknowledged only with synchronous_commit on.
-         "-c", "fsync=off", "-c", f"synchronous_commit={'on' if durable else 'off'}",
-         "-c", "full_page_writes=off", "-c", "max_connections=200"],
+         *(["-c", "fsync=off", "-c", f"synchronous_commit={'on' if durable else 'off'}",
+            "-c", "full_page_writes=off"] if not crash_safe else []),
+         "-c", "max_connections=200"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
