@@ -93,9 +93,32 @@ def test_member_streams_start_the_big_rooms_and_take_small_rooms_smallest_first(
     c1, c2 = AddMember("c", "@1:x", "r"), RemoveMember("c", "@2:x", "r")
     d = [AddMember("d", f"@{i}:x", "r") for i in range(5)]
     actions = [a1, d[0], a2, b1, c1, a3, c2, *d[1:]]
-    assert member_streams(actions, 4) == ([d, [a1, a2, a3]], [[b1], [c1, c2]])
+    # 11 changes on 4 streams: big is >= 11 / 8; one stream stays for the small room.
+    assert member_streams(actions, 4) == ([d, [a1, a2, a3], [c1, c2]], [[b1]])
+    # 11 on 2: big is >= 2.75 (d, a); one stream for the rest, so a waits at the head.
+    assert member_streams(actions, 2) == ([d], [[a1, a2, a3], [b1], [c1, c2]])
     assert member_streams(actions, 1) == ([], [[b1], [c1, c2], [a1, a2, a3], d])
     assert member_streams([], 8) == ([], [])
+
+
+def test_member_streams_give_every_big_room_of_a_company_its_own_stream() -> None:
+    """The example company at 2,000: five rooms everybody is in (all-hands, four spaces)
+    and 80 small ones; 16,001 changes on 8 streams. The old rule (half the streams) left
+    the fifth big room at the end of the small rooms' queue: the run's tail."""
+    big_keys = ["company", "alle", "abteilungen", "standorte", "projekte"]
+    actions: list[AddMember] = []
+    for key in big_keys:
+        actions += [AddMember(key, f"@u{i}:x", "r") for i in range(2000)]
+    actions.append(AddMember("alle", "@bot:x", "r"))
+    for room in range(80):
+        actions += [AddMember(f"team{room:02d}", f"@u{i}:x", "r") for i in range(75)]
+    dedicated, shared = member_streams(actions, 8)
+    assert [q[0].key for q in dedicated] == ["alle", "company", "abteilungen", "standorte",
+                                             "projekte"]
+    assert [len(q) for q in dedicated] == [2001, 2000, 2000, 2000, 2000]
+    assert [q[0].key for q in shared] == [f"team{room:02d}" for room in range(80)]
+    # The three other streams share 6,000 small changes: 2,000 each, as long as a big room.
+    assert sum(len(q) for q in shared) == 3 * 2000
 
 
 def test_dry_run_counts_planned_accounts() -> None:
