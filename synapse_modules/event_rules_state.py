@@ -166,13 +166,25 @@ def narrow_state_loading(api: ModuleApi) -> bool:
     synapse_check: Callable[[EventBase, Any], Awaitable[tuple[bool, JsonDict | None]]] = (
         rules.check_event_allowed)
 
+    # The filter is worked out once per set of registered callbacks (they are registered
+    # at start-up), not per event: this runs for every event the process creates.
+    cached: list[tuple[tuple[object, ...], StateFilter | None]] = []
+
+    def state_filter() -> StateFilter | None:
+        callbacks = tuple(rules._check_event_allowed_callbacks)
+        if not cached or cached[0][0] != callbacks:
+            reads = declared_reads(callbacks)
+            narrowed = (None if reads is None else
+                        StateFilter.from_types(sorted(reads)) if reads else StateFilter.none())
+            cached[:] = [(callbacks, narrowed)]
+        return cached[0][1]
+
     async def check_event_allowed(event: EventBase, context: Any
                                   ) -> tuple[bool, JsonDict | None]:
-        reads = declared_reads(rules._check_event_allowed_callbacks)
-        if reads is None:
+        narrowed = state_filter()
+        if narrowed is None:
             return await synapse_check(event, context)
-        state_filter = StateFilter.from_types(sorted(reads)) if reads else StateFilter.none()
-        return await synapse_check(event, _NarrowedContext(context, state_filter))
+        return await synapse_check(event, _NarrowedContext(context, narrowed))
 
     rules.check_event_allowed = check_event_allowed
     setattr(rules, _WRAPPED_MARK, True)

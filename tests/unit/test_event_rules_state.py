@@ -216,3 +216,24 @@ def test_a_changed_synapse_method_is_left_alone(caplog: pytest.LogCaptureFixture
     assert narrow_state_loading(FakeApi(rules)) is False  # type: ignore[arg-type]
     assert rules.check_event_allowed == original
     assert "no longer takes (event, context)" in caplog.text
+
+
+def test_a_callback_registered_after_the_first_event_changes_what_is_loaded() -> None:
+    rules, store = synapse_rules()
+    seen: list[dict[Any, Any]] = []
+    rules._check_event_allowed_callbacks.append(
+        declared_check_event_allowed(recording(seen, CREATE), [CREATE]))
+    narrow_state_loading(FakeApi(rules))  # type: ignore[arg-type]
+    context = FakeContext()
+    check(rules, context)
+    first = context.filters[0]
+    assert first is not None and first.concrete_types() == [CREATE]
+    assert store.fetched == 1
+
+    async def foreign(event: Any, state: Any) -> tuple[bool, None]:
+        return True, None
+
+    rules._check_event_allowed_callbacks.append(foreign)  # another module, loaded later
+    check(rules, context)
+    assert context.filters[1] is None  # the whole state again
+    assert store.fetched == 1 + len(ROOM_STATE)
