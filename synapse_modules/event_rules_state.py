@@ -120,10 +120,22 @@ class _NarrowedContext:
                                  ) -> StateMap[str]:
         asked = self._state_filter if state_filter is None else state_filter
         ids = await self._context.get_prev_state_ids(asked)
-        return cast(StateMap[str], ids)
+        # A context made for a batch (a new room's first events, batched memberships)
+        # holds the state as a map and answers all of it whatever the filter asks.
+        return _pick(asked, cast(StateMap[str], ids))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
+
+
+def _pick(state_filter: StateFilter, ids: StateMap[str]) -> StateMap[str]:
+    """`state_filter.filter_state(ids)`, by lookup when the filter names every key (a
+    room's map holds one entry per member; walking it per event grows with the room)."""
+    if state_filter.include_others or any(keys is None
+                                          for keys in state_filter.types.values()):
+        return state_filter.filter_state(ids)
+    return {(typ, key): ids[(typ, key)] for typ, keys in state_filter.types.items()
+            for key in keys or () if (typ, key) in ids}
 
 
 def _shape_problem(rules: object) -> str | None:

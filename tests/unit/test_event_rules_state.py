@@ -141,6 +141,28 @@ def test_synapse_loads_only_declared_state_when_all_callbacks_are_ours() -> None
     assert seen == [{ENCRYPTION: ROOM_STATE[ENCRYPTION]}, {MARKER: ROOM_STATE[MARKER]}, {}]
 
 
+class BatchContext(FakeContext):
+    """A context made for a batch (a new room's first events, batched memberships):
+    Synapse's `UnpersistedEventContext` answers its whole state map, whatever the filter."""
+
+    async def get_prev_state_ids(self, state_filter: StateFilter | None = None
+                                 ) -> dict[tuple[str, str], str]:
+        self.filters.append(state_filter)
+        return {k: e.event_id for k, e in ROOM_STATE.items()}
+
+
+def test_a_batch_context_that_ignores_the_filter_still_loads_only_declared_state() -> None:
+    rules, store = synapse_rules()
+    seen: list[dict[Any, Any]] = []
+    rules._check_event_allowed_callbacks += [
+        declared_check_event_allowed(recording(seen, ENCRYPTION), [ENCRYPTION]),
+        declared_check_event_allowed(recording(seen, CREATE), [CREATE, ("m.room.name", "")])]
+    assert narrow_state_loading(FakeApi(rules)) is True  # type: ignore[arg-type]
+    assert check(rules, BatchContext()) == (True, None)  # type: ignore[arg-type]
+    assert store.fetched == 2  # not 2,003
+    assert seen == [{ENCRYPTION: ROOM_STATE[ENCRYPTION]}, {CREATE: ROOM_STATE[CREATE]}]
+
+
 def test_a_foreign_callback_gets_the_whole_state_and_ours_still_only_theirs() -> None:
     rules, store = synapse_rules()
     seen: list[dict[Any, Any]] = []
