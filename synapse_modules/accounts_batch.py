@@ -40,6 +40,8 @@ from synapse.module_api.errors import Codes, ConfigError, SynapseError
 from twisted.internet import defer
 
 from synapse_modules._config import ConfigReader
+from synapse_modules._provisioner_only import authorise_provisioner
+from synapse_modules._provisioner_only import requester_allowed as provisioner_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ class Entry:
 
 
 def requester_allowed(user_id: str, is_admin: bool, config: AccountsBatchConfig) -> bool:
-    return user_id in config.provisioner_users and is_admin
+    return provisioner_allowed(user_id, is_admin, config.provisioner_users)
 
 
 def entry_problem(raw: object) -> str | None:
@@ -169,18 +171,9 @@ class AccountsBatchResource(DirectServeJsonResource):
         self._hash = hash_password
 
     async def _authorise(self, request: SynapseRequest) -> str:
-        requester = await self._api.get_user_by_req(request)
-        user_id = requester.user.to_string()
-        try:
-            is_admin = await self._api.is_user_admin(user_id)
-        except Exception:
-            logger.exception("cannot check whether %s is a server admin; refusing", user_id)
-            is_admin = False
-        if not requester_allowed(user_id, is_admin, self._config):
-            logger.warning("refusing batched account creation by %s", user_id)
-            raise SynapseError(403, "only the provisioner's service account may create "
-                               "accounts here", Codes.FORBIDDEN)
-        return user_id
+        return await authorise_provisioner(
+            self._api, request, self._config.provisioner_users,
+            "only the provisioner's service account may create accounts here")
 
     async def _async_render_GET(self, request: SynapseRequest) -> tuple[int, dict[str, Any]]:  # noqa: N802
         await self._authorise(request)

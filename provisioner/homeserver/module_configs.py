@@ -133,6 +133,16 @@ def accounts_batch(service_user_id: str) -> ModuleEntry:
     )
 
 
+def members_batch(service_user_id: str) -> ModuleEntry:
+    """Many members into one room per request, for the service account only."""
+    return ModuleEntry(
+        module="synapse_modules.members_batch.MembersBatch",
+        config={"provisioner_users": [service_user_id], "max_batch": 50},
+        why="org rooms fill in chains of events, not one invitation and join per request; "
+            "docs/scale-out.md",
+    )
+
+
 def company_directory() -> ModuleEntry:
     """The directory of every colleague without Synapse's O(N^2) private-room pairs."""
     return ModuleEntry(
@@ -179,6 +189,7 @@ def default_modules(server_name: str, service_user_id: str,
         entries.append(ldap_login(ldap))
     entries.append(identity_policy(service_user_id))
     entries.append(accounts_batch(service_user_id))
+    entries.append(members_batch(service_user_id))
     entries.append(company_directory())
     entries.append(leaver_sessions())
     entries.append(membership_policy(service_user_id))

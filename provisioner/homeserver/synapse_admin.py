@@ -12,7 +12,7 @@ import hmac
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
@@ -22,6 +22,8 @@ from provisioner.errors import HauspostError
 logger = logging.getLogger(__name__)
 
 ACCOUNTS_BATCH_PATH = "/_synapse/client/hauspost/accounts/batch"
+MEMBERS_BATCH_PATH = "/_synapse/client/hauspost/rooms/members/batch"
+ROOM_STATE_PATH = "/_synapse/client/hauspost/rooms/state"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -230,6 +232,52 @@ class SynapseAdmin:
             raise AdminApiError("POST", ACCOUNTS_BATCH_PATH, resp.status_code, None,
                                 "answered a result list that does not match the batch")
         return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
+
+    async def members_batch_size(self) -> int | None:
+        """How many people Synapse's batched membership path (synapse_modules.members_batch)
+        takes per request; None when it is not there (404, 501) or refuses us (403)."""
+        resp = await self.request("GET", MEMBERS_BATCH_PATH, ok=(200, 403, 404, 501))
+        if resp.status_code != 200:
+            if resp.status_code == 403:
+                logger.warning("Synapse's batched membership path refuses the service "
+                               "account (is it the module's provisioner_users?); using the "
+                               "admin API")
+            return None
+        size = resp.json().get("max_batch")
+        return size if isinstance(size, int) and size > 0 else None
+
+    async def add_members_batch(self, room_id: str, user_ids: list[str]
+                                ) -> list[dict[str, Any]]:
+        """Invite and join these people in one request; one result per person, in order:
+        `user_id`, and `error` for a person who was not added."""
+        resp = await self.request("POST", MEMBERS_BATCH_PATH,
+                                  json={"room_id": room_id, "user_ids": user_ids})
+        results = resp.json().get("results")
+        if not isinstance(results, list) or len(results) != len(user_ids):
+            raise AdminApiError("POST", MEMBERS_BATCH_PATH, resp.status_code, None,
+                                "answered a result list that does not match the batch")
+        return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
+
+    async def room_state_compact(self, room_id: str) -> list[dict[str, Any]] | None | Literal[False]:
+        """A room's current state as events, members in short form (type, state_key,
+        sender, origin_server_ts and `content.membership` only), through
+        synapse_modules.members_batch; None: Synapse does not hold the room; False: the
+        compact read is not there (404, 501) or refuses us (403)."""
+        resp = await self.request("GET", ROOM_STATE_PATH, params={"room_id": room_id},
+                                  ok=(200, 403, 404, 501))
+        if resp.status_code != 200:
+            if resp.status_code == 403:
+                logger.warning("Synapse's compact room read refuses the service account; "
+                               "reading rooms through the admin API")
+            return False
+        data = resp.json()
+        if not data.get("found"):
+            return None
+        events: list[dict[str, Any]] = list(data.get("state") or [])
+        events.extend({"type": "m.room.member", "state_key": user_id, "sender": sender,
+                       "origin_server_ts": ts, "content": {"membership": membership}}
+                      for user_id, membership, sender, ts in data.get("members") or [])
+        return events
 
     async def set_display_name(self, user_id: str, display_name: str) -> None:
         await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}",

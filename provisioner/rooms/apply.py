@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import insert, update
 
 from provisioner.errors import HauspostError
-from provisioner.homeserver.synapse_admin import SynapseAdmin, until_unreachable
+from provisioner.homeserver.synapse_admin import AdminApiError, SynapseAdmin, until_unreachable
 from provisioner.rooms.plan import (
     MARKER,
     RETENTION,
@@ -253,6 +253,23 @@ class _RoomApplier:
         self.room_ids[action.key] = room_id
         await self.audit(action)
 
+    async def add_members(self, key: str, actions: Sequence[AddMember]) -> None:
+        """Several people into one room in one request (synapse_modules.members_batch);
+        each one Synapse refused is a failure, the others are recorded."""
+        room_id = self.room_id(key)
+        user_ids = [a.user_id for a in actions]
+        async with self.slots:
+            results = await self.admin.add_members_batch(room_id, user_ids)
+        for action, result in zip(actions, results, strict=True):
+            error = result.get("error")
+            if error is None and result.get("user_id") != action.user_id:
+                error = f"Synapse answered for {result.get('user_id')!r}"
+            if error is None:
+                await self.audit(action)
+            else:
+                logger.error("%s failed: Synapse refused: %s", action.describe(), error)
+                self.result.failures.append(RoomFailure(action, f"Synapse refused: {error}"))
+
     async def one(self, action: RoomAction) -> None:
         if isinstance(action, SetRoomState):
             await self.put_state(action.key, action.event_type, "", state_content(action))
@@ -294,6 +311,21 @@ class _RoomApplier:
             raise TypeError(f"unknown room action {action!r}")
 
 
+async def _members_batch_size(admin: SynapseAdmin, members: Sequence[RoomAction]
+                              ) -> int | None:
+    """The batched membership path's size, asked once per run when some room gains more
+    than one person; None: the admin API."""
+    adds = Counter(a.key for a in members if isinstance(a, AddMember))
+    if not adds or max(adds.values()) < 2:
+        return None
+    try:
+        return await admin.members_batch_size()
+    except HauspostError as exc:
+        logger.warning("cannot ask Synapse for its batched membership path (%s); using the "
+                       "admin API", exc)
+        return None
+
+
 def creation_levels(creates: Sequence[CreateRoom]) -> list[list[CreateRoom]]:
     """Creates grouped by depth below the rooms created in the same plan (plan order
     kept): every parent is in an earlier level than its children."""
@@ -312,6 +344,20 @@ def creation_levels(creates: Sequence[CreateRoom]) -> list[list[CreateRoom]]:
         levels.extend([] for _ in range(index + 1 - len(levels)))
         levels[index].append(create)
     return levels
+
+
+def member_chunks(room: Sequence[RoomAction], size: int) -> list[list[RoomAction]]:
+    """A room's membership changes in plan order, runs of additions cut into chunks of at
+    most `size` (one batched request each); every removal is a chunk of its own."""
+    chunks: list[list[RoomAction]] = []
+    for action in room:
+        last = chunks[-1] if chunks else None
+        if isinstance(action, AddMember) and last is not None and len(last) < size \
+                and isinstance(last[0], AddMember):
+            last.append(action)
+        else:
+            chunks.append([action])
+    return chunks
 
 
 def member_streams(actions: Sequence[RoomAction], streams: int
@@ -345,10 +391,13 @@ def member_streams(actions: Sequence[RoomAction], streams: int
 async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, run_id: int,
                           actor: str, server_name: str, room_ids: Mapping[str, str],
                           concurrency: int = 8, progress: bool = False,
+                          batched_members: bool = True,
                           clock: Callable[[], datetime] = lambda: datetime.now(UTC)
                           ) -> RoomApplyResult:
     """Apply every action of `plan`. A failed action is reported; the others go on (a
-    room that could not be created fails the actions that need it)."""
+    room that could not be created fails the actions that need it). With
+    `batched_members` and Synapse's batched membership path present, several additions to
+    one room go in one request; without, each is an admin-API join."""
     creates = [a for a in plan.actions if isinstance(a, CreateRoom)]
     members = [a for a in plan.actions if isinstance(a, AddMember | RemoveMember)]
     settings: dict[str, list[RoomAction]] = defaultdict(list)
@@ -391,14 +440,37 @@ async def apply_room_plan(plan: RoomPlan, *, admin: SynapseAdmin, store: Store, 
                     await attempt(action)
 
             await asyncio.gather(*(room_settings(a) for a in settings.values()))
+            batch_size = await _members_batch_size(applier.admin, members) \
+                if batched_members else None
             dedicated, shared = member_streams(members, concurrency)
             waiting = deque(shared)
+
+            async def chunk(actions: list[RoomAction]) -> None:
+                adds = [a for a in actions if isinstance(a, AddMember)]
+                if len(adds) < 2 or len(adds) != len(actions):
+                    for action in actions:
+                        await attempt(action)
+                    return
+                try:
+                    await applier.add_members(adds[0].key, adds)
+                except AdminApiError as exc:
+                    # Refused as a whole: one by one, so the one at fault is named.
+                    logger.warning("batched additions to %s refused (%s); adding %d people "
+                                   "one by one", adds[0].key, exc, len(adds))
+                    for action in actions:
+                        await attempt(action)
+                    return
+                except HauspostError as exc:
+                    for action in adds:
+                        logger.error("%s failed: %s", action.describe(), exc)
+                        applier.result.failures.append(RoomFailure(action, str(exc)))
+                bar.advance(task, len(actions))
 
             async def stream(first: list[RoomAction] | None) -> None:
                 room = first
                 while room is not None:
-                    for action in room:
-                        await attempt(action)
+                    for actions in member_chunks(room, batch_size or 1):
+                        await chunk(actions)
                     room = waiting.popleft() if waiting else None
 
             await asyncio.gather(*(stream(room) for room in dedicated),

@@ -144,17 +144,24 @@ def state_from_events(events: Iterable[Mapping[str, Any]]) -> RoomState:
 
 async def read_room_states(admin: SynapseAdmin, managed: Mapping[str, ManagedRoom],
                            concurrency: int = 8) -> dict[str, RoomState]:
-    """Current state of every managed room that is not released (one GET per room)."""
+    """Current state of every managed room that is not released (one GET per room):
+    through Synapse's compact room read (synapse_modules.members_batch) where it is
+    there, else the admin API's `rooms/<id>/state`."""
     slots = asyncio.Semaphore(concurrency)
+    compact = [True]
 
     async def one(row: ManagedRoom) -> tuple[str, RoomState | None]:
         async with slots:
-            resp = await admin.request(
-                "GET", f"/_synapse/admin/v1/rooms/{quote(row.room_id, safe='')}/state",
-                ok=(200, 404))
-        if resp.status_code == 404:
+            events = await admin.room_state_compact(row.room_id) if compact[0] else False
+            if events is False:
+                compact[0] = False
+                resp = await admin.request(
+                    "GET", f"/_synapse/admin/v1/rooms/{quote(row.room_id, safe='')}/state",
+                    ok=(200, 404))
+                events = None if resp.status_code == 404 else resp.json().get("state", [])
+        if events is None:
             return row.key, None
-        return row.key, state_from_events(resp.json().get("state", []))
+        return row.key, state_from_events(events)
 
     rows = [r for r in managed.values() if r.status != "released"]
     results = await asyncio.gather(*(one(r) for r in rows))

@@ -87,7 +87,7 @@ def test_the_room_sync_stops_at_the_first_unreachable_synapse_and_keeps_its_inte
                                   for i in range(30)))
     admin = GoneSynapseForRooms()
 
-    result = asyncio.run(apply_room_plan(plan, admin=admin,  # type: ignore[arg-type]
+    result = asyncio.run(apply_room_plan(plan, admin=admin, batched_members=False,  # type: ignore[arg-type]
                                          store=store, run_id=run_id, actor="t@t",
                                          server_name="x.test", room_ids={"all": "!all"}))
 

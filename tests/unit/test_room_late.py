@@ -194,7 +194,7 @@ async def test_a_join_that_reached_synapse_unrecorded_is_recorded_late_once(
                              AddMember("all", BEN, "matches all employees"),
                              AddMember("all", "@carl:x.test", "matches all employees")))
     admin = FakeAdmin(fail_after=BEN)
-    result = await apply_room_plan(plan, admin=admin,  # type: ignore[arg-type]
+    result = await apply_room_plan(plan, admin=admin, batched_members=False,  # type: ignore[arg-type]
                                    store=store, run_id=first, actor="sync@host",
                                    server_name="x.test", room_ids={"all": "!all"})
     assert admin.joined == [ANNA, BEN, "@carl:x.test"]
