@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -206,6 +207,9 @@ async def announce_to_all(synapse: SynapseServer, settings: Settings, store: Sto
 
 
 def main() -> None:
+    # matrix-nio warns once per sampled device it holds no Olm session with yet (a
+    # thousand lines before the figures); the figures say whether the keys arrived.
+    logging.getLogger("nio").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--employees", type=int, default=10_000)
