@@ -26,6 +26,7 @@ import tests.integration.test_media_gate as media_checks
 import tests.integration.test_membership_policy as membership_checks
 import tests.integration.test_names_and_versions as names
 from synapse_modules.media_store import WITHDRAWN_MARK
+from synapse_modules.members_batch import BATCH_PATH
 from tests.harness.synapse_workers import WorkersServer, start_synapse_workers
 
 CLIENT_WORKERS = 2
@@ -304,3 +305,31 @@ def test_registration_is_refused_on_every_client_worker(workers: WorkersServer,
     assert resp.status_code == 404, resp.text
     assert workers.sql("SELECT name FROM users WHERE name = %s",
                        (workers.mxid(localpart),)) == []
+
+
+def test_batched_memberships_on_main_and_on_a_client_worker_go_through_the_persister(
+        workers: WorkersServer) -> None:
+    """The room sync's batch (synapse_modules.members_batch) is written by the event
+    persister wherever it is asked: the chain is handed on like any event."""
+    jorg, zoe = (workers.create_user(displayname=n) for n in ("Jörg Ölmann", "Zoë Ærø"))
+    with workers.admin() as c:  # the main process, as the provisioner calls it
+        room = c.post("/_matrix/client/v3/createRoom", json={
+            "preset": "private_chat", "name": "Werk Nord"}).json()["room_id"]
+        on_main = c.post(BATCH_PATH, json={"room_id": room, "user_ids": [jorg.user_id]})
+    with workers.via("client1").client(workers.admin_token) as c:
+        on_worker = c.post(BATCH_PATH, json={"room_id": room, "user_ids": [zoe.user_id]})
+
+    assert on_main.json()["results"] == [{"user_id": jorg.user_id, "membership": "join"}]
+    assert on_worker.json()["results"] == [{"user_id": zoe.user_id, "membership": "join"}]
+    rows = workers.sql(
+        "SELECT e.state_key, e.sender, e.instance_name FROM events AS e"
+        " WHERE e.room_id = %s AND e.type = 'm.room.member' AND e.state_key <> %s"
+        " ORDER BY e.stream_ordering", (room, workers.admin_user_id))
+    assert rows == [(jorg.user_id, workers.admin_user_id, "persister1"),
+                    (jorg.user_id, jorg.user_id, "persister1"),
+                    (zoe.user_id, workers.admin_user_id, "persister1"),
+                    (zoe.user_id, zoe.user_id, "persister1")]
+    with workers.client(zoe.token) as c:
+        joined = c.get(f"/_matrix/client/v3/rooms/{quote(room)}/joined_members").json()
+    assert sorted(joined["joined"]) == sorted([workers.admin_user_id, jorg.user_id,
+                                               zoe.user_id])
