@@ -13,7 +13,12 @@ import httpx
 import pytest
 from synapse.module_api.errors import ConfigError, SynapseError
 
-from provisioner.homeserver.synapse_admin import MEMBERS_BATCH_PATH, AdminApiError, SynapseAdmin
+from provisioner.homeserver.synapse_admin import (
+    MEMBERS_BATCH_PATH,
+    AdminApiError,
+    SynapseAdmin,
+    SynapseUnreachableError,
+)
 from provisioner.rooms.apply import apply_room_plan, member_chunks
 from provisioner.rooms.plan import AddMember, RemoveMember, RoomPlan
 from provisioner.store import Store, open_store
@@ -191,3 +196,28 @@ def test_without_the_module_or_when_asked_not_to_the_admin_api_joins(store: Stor
     off = BatchSynapse()
     _apply(store, off, PEOPLE[3:5], batched=False)
     assert off.calls == [("join", [u]) for u in PEOPLE[3:5]]
+
+
+class GoneSynapse(BatchSynapse):
+    """Answers the batched path's GET, then is gone."""
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: dict[str, Any] | None = None,
+                      ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        if method == "GET":
+            return await super().request(method, path, json=json, params=params, ok=ok)
+        self.calls.append(("batch", list(json["user_ids"])))
+        raise SynapseUnreachableError("cannot reach Synapse at http://unused.test")
+
+
+def test_synapse_gone_mid_run_fails_the_batch_and_attempts_nothing_more(store: Store) -> None:
+    admin = GoneSynapse()
+    result, rows = _apply(store, admin, PEOPLE)
+
+    assert admin.calls == [("batch", PEOPLE[0:3])]  # nothing after the first answer
+    errors = [f.error for f in result.failures]
+    assert errors[:3] == ["cannot reach Synapse at http://unused.test"] * 3
+    assert len(errors) == 7 and all(e.startswith("not attempted: ") for e in errors[3:])
+    assert rows == []
+    with store.session() as s:  # every intent stays for the next run to decide
+        assert s.query(RoomIntentRow).count() == 7
