@@ -300,11 +300,7 @@ class Bot:
         """Judged from the room's state as the service account reads it (the compact room
         read, else the admin API; members are not needed): works before the bot joined."""
         async with SynapseAdmin(self.settings.homeserver_url, self.admin_token) as admin:
-            state = await admin.room_state_compact(room_id)
-            if state is False:
-                resp = await admin.request(
-                    "GET", f"/_synapse/admin/v1/rooms/{quote(room_id)}/state", ok=(200, 404))
-                state = None if resp.status_code == 404 else list(resp.json().get("state", []))
+            state = await admin.room_state(room_id)
         if state is None:
             raise BotError(f"room {room_id} does not exist on this server")
         return may_post(self.user_id, state)

@@ -98,6 +98,7 @@ class SynapseAdmin:
         self._max_retries = max_retries
         self._backoff = backoff
         self.writes = 0
+        self._compact_room_read = True
 
     async def __aenter__(self) -> SynapseAdmin:
         return self
@@ -210,53 +211,66 @@ class SynapseAdmin:
         await self.request("PUT", f"/_synapse/admin/v2/users/{q(user_id)}", json=body,
                            ok=(200, 201))
 
-    async def accounts_batch_size(self) -> int | None:
-        """How many accounts Synapse's batched path (synapse_modules.accounts_batch) takes
-        per request; None when it is not there (404) or refuses us (403)."""
-        resp = await self.request("GET", ACCOUNTS_BATCH_PATH, ok=(200, 403, 404))
+    async def _batch_size(self, path: str, what: str) -> int | None:
+        """`max_batch` of one of our modules' batched paths; None when it is not there
+        (404, 501) or refuses us (403): the caller uses the admin API."""
+        resp = await self.request("GET", path, ok=(200, 403, 404, 501))
         if resp.status_code != 200:
             if resp.status_code == 403:
-                logger.warning("Synapse's batched account path refuses the service account "
-                               "(is it the module's provisioner_users?); using the admin API")
+                logger.warning("Synapse's %s refuses the service account (is it the module's "
+                               "provisioner_users?); using the admin API", what)
             return None
         size = resp.json().get("max_batch")
         return size if isinstance(size, int) and size > 0 else None
+
+    async def _batch_results(self, path: str, body: dict[str, Any], count: int
+                             ) -> list[dict[str, Any]]:
+        """POST one batch; exactly one result object per entry, in order."""
+        resp = await self.request("POST", path, json=body)
+        results = resp.json().get("results")
+        if not isinstance(results, list) or len(results) != count:
+            raise AdminApiError("POST", path, resp.status_code, None,
+                                "answered a result list that does not match the batch")
+        return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
+
+    async def accounts_batch_size(self) -> int | None:
+        """How many accounts Synapse's batched path (synapse_modules.accounts_batch) takes
+        per request; None: the admin API."""
+        return await self._batch_size(ACCOUNTS_BATCH_PATH, "batched account path")
 
     async def create_accounts_batch(self, entries: list[dict[str, Any]]
                                     ) -> list[dict[str, Any]]:
         """Create accounts in one request; one result per entry, in order: `user_id`, and
         `error` / `errcode` for an entry that was not created."""
-        resp = await self.request("POST", ACCOUNTS_BATCH_PATH, json={"accounts": entries})
-        results = resp.json().get("results")
-        if not isinstance(results, list) or len(results) != len(entries):
-            raise AdminApiError("POST", ACCOUNTS_BATCH_PATH, resp.status_code, None,
-                                "answered a result list that does not match the batch")
-        return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
+        return await self._batch_results(ACCOUNTS_BATCH_PATH, {"accounts": entries},
+                                         len(entries))
 
     async def members_batch_size(self) -> int | None:
         """How many people Synapse's batched membership path (synapse_modules.members_batch)
-        takes per request; None when it is not there (404, 501) or refuses us (403)."""
-        resp = await self.request("GET", MEMBERS_BATCH_PATH, ok=(200, 403, 404, 501))
-        if resp.status_code != 200:
-            if resp.status_code == 403:
-                logger.warning("Synapse's batched membership path refuses the service "
-                               "account (is it the module's provisioner_users?); using the "
-                               "admin API")
-            return None
-        size = resp.json().get("max_batch")
-        return size if isinstance(size, int) and size > 0 else None
+        takes per request; None: the admin API."""
+        return await self._batch_size(MEMBERS_BATCH_PATH, "batched membership path")
 
     async def add_members_batch(self, room_id: str, user_ids: list[str]
                                 ) -> list[dict[str, Any]]:
         """Invite and join these people in one request; one result per person, in order:
         `user_id`, and `error` for a person who was not added."""
-        resp = await self.request("POST", MEMBERS_BATCH_PATH,
-                                  json={"room_id": room_id, "user_ids": user_ids})
-        results = resp.json().get("results")
-        if not isinstance(results, list) or len(results) != len(user_ids):
-            raise AdminApiError("POST", MEMBERS_BATCH_PATH, resp.status_code, None,
-                                "answered a result list that does not match the batch")
-        return [r if isinstance(r, dict) else {"error": "malformed result"} for r in results]
+        return await self._batch_results(MEMBERS_BATCH_PATH,
+                                         {"room_id": room_id, "user_ids": user_ids},
+                                         len(user_ids))
+
+    async def room_state(self, room_id: str) -> list[dict[str, Any]] | None:
+        """A room's current state events (None: Synapse does not hold the room): through
+        the compact room read while Synapse offers it (members in short form), else the
+        admin API's `rooms/<id>/state`. Asked of the compact read until it first answers
+        that it is not there."""
+        if self._compact_room_read:
+            events = await self.room_state_compact(room_id)
+            if events is not False:
+                return events
+            self._compact_room_read = False
+        resp = await self.request("GET", f"/_synapse/admin/v1/rooms/{q(room_id)}/state",
+                                  ok=(200, 404))
+        return None if resp.status_code == 404 else list(resp.json().get("state", []))
 
     async def room_state_compact(self, room_id: str) -> list[dict[str, Any]] | None | Literal[False]:
         """A room's current state as events, members in short form (type, state_key,

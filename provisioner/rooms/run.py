@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import func, select, update
 
@@ -148,20 +147,11 @@ async def read_room_states(admin: SynapseAdmin, managed: Mapping[str, ManagedRoo
     through Synapse's compact room read (synapse_modules.members_batch) where it is
     there, else the admin API's `rooms/<id>/state`."""
     slots = asyncio.Semaphore(concurrency)
-    compact = [True]
 
     async def one(row: ManagedRoom) -> tuple[str, RoomState | None]:
         async with slots:
-            events = await admin.room_state_compact(row.room_id) if compact[0] else False
-            if events is False:
-                compact[0] = False
-                resp = await admin.request(
-                    "GET", f"/_synapse/admin/v1/rooms/{quote(row.room_id, safe='')}/state",
-                    ok=(200, 404))
-                events = None if resp.status_code == 404 else resp.json().get("state", [])
-        if events is None:
-            return row.key, None
-        return row.key, state_from_events(events)
+            events = await admin.room_state(row.room_id)
+        return row.key, None if events is None else state_from_events(events)
 
     rows = [r for r in managed.values() if r.status != "released"]
     results = await asyncio.gather(*(one(r) for r in rows))

@@ -15,6 +15,7 @@ from synapse.module_api.errors import ConfigError, SynapseError
 
 from provisioner.homeserver.synapse_admin import (
     MEMBERS_BATCH_PATH,
+    ROOM_STATE_PATH,
     AdminApiError,
     SynapseAdmin,
     SynapseUnreachableError,
@@ -221,3 +222,56 @@ def test_synapse_gone_mid_run_fails_the_batch_and_attempts_nothing_more(store: S
     assert rows == []
     with store.session() as s:  # every intent stays for the next run to decide
         assert s.query(RoomIntentRow).count() == 7
+
+
+class StateSynapse(SynapseAdmin):
+    """Room reads: the compact read answers (or is not there, 404); the admin API's
+    `rooms/<id>/state` answers for `!a` and 404 for any other room."""
+
+    def __init__(self, *, compact: bool) -> None:
+        super().__init__("http://unused.test", "token")
+        self.compact = compact
+        self.calls: list[str] = []
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: dict[str, Any] | None = None,
+                      ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        self.calls.append(path if params is None else f"{path}?{params['room_id']}")
+        if path == ROOM_STATE_PATH:
+            if not self.compact:
+                return httpx.Response(404, json={"errcode": "M_UNRECOGNIZED"})
+            return httpx.Response(200, json={"found": params is not None and params[
+                "room_id"] == "!a", "state": [{"type": "m.room.name", "state_key": "",
+                                               "content": {"name": "A"}}],
+                "members": [["@anna:x.test", "join", "@anna:x.test", 7]]})
+        if path == "/_synapse/admin/v1/rooms/%21a/state":
+            return httpx.Response(200, json={"state": [{"type": "m.room.name",
+                                                        "state_key": "", "content": {}}]})
+        return httpx.Response(404, json={"errcode": "M_NOT_FOUND"})
+
+
+def test_room_state_reads_compactly_and_falls_back_once_to_the_admin_api() -> None:
+    async def read(admin: SynapseAdmin) -> list[Any]:
+        return [await admin.room_state("!a"), await admin.room_state("!b"),
+                await admin.room_state("!a")]
+
+    compact = StateSynapse(compact=True)
+    assert asyncio.run(read(compact)) == [
+        [{"type": "m.room.name", "state_key": "", "content": {"name": "A"}},
+         {"type": "m.room.member", "state_key": "@anna:x.test", "sender": "@anna:x.test",
+          "origin_server_ts": 7, "content": {"membership": "join"}}],
+        None,
+        [{"type": "m.room.name", "state_key": "", "content": {"name": "A"}},
+         {"type": "m.room.member", "state_key": "@anna:x.test", "sender": "@anna:x.test",
+          "origin_server_ts": 7, "content": {"membership": "join"}}]]
+    assert compact.calls == [f"{ROOM_STATE_PATH}?!a", f"{ROOM_STATE_PATH}?!b",
+                             f"{ROOM_STATE_PATH}?!a"]
+
+    admin_api = StateSynapse(compact=False)
+    assert asyncio.run(read(admin_api)) == [
+        [{"type": "m.room.name", "state_key": "", "content": {}}], None,
+        [{"type": "m.room.name", "state_key": "", "content": {}}]]
+    # Asked of the compact read once; after its 404, the admin API only.
+    assert admin_api.calls == [f"{ROOM_STATE_PATH}?!a", "/_synapse/admin/v1/rooms/%21a/state",
+                               "/_synapse/admin/v1/rooms/%21b/state",
+                               "/_synapse/admin/v1/rooms/%21a/state"]
