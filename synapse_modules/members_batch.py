@@ -153,7 +153,6 @@ class _Internals:
         from synapse.events.snapshot import UnpersistedEventContext
         from synapse.types import create_requester
 
-        self.hs = hs
         self.creator = hs.get_event_creation_handler()
         self.members = hs.get_room_member_handler()
         self.locks = hs.get_worker_locks_handler()
@@ -193,14 +192,14 @@ class _ProvisionerResource(DirectServeJsonResource):
         self._config = config
         self._api = api
         self._internals: _Internals | None = None
-        self._unsupported: str | None = None
+        self._unsupported = False
 
     def _synapse(self) -> _Internals:
-        if self._internals is None and self._unsupported is None:
+        if self._internals is None and not self._unsupported:
             try:
                 self._internals = _Internals(self._api._hs)
             except (AttributeError, ImportError) as exc:
-                self._unsupported = str(exc)
+                self._unsupported = True
                 logger.error("batched memberships are off: this Synapse lacks %s "
                              "(tested: 1.163.x); the provisioner uses the admin API", exc)
         if self._internals is None:
@@ -345,7 +344,9 @@ class _Batch:
         if refusal is not None:
             return refusal
         profile = await self._profile(user_id)
-        saved = (self.first, list(self.rest), dict(self.state_map), self.state_group)
+        # What a refusal must undo: this person's events and their one state entry.
+        began, kept, key = self.first is None, len(self.rest), (MEMBER, user_id)
+        before = self.state_map.get(key)
         try:
             if not invited:
                 content = {"membership": "invite",
@@ -354,7 +355,13 @@ class _Batch:
             joiner = self.syn.create_requester(user_id, authenticated_entity=self.inviter)
             await self._append(joiner, user_id, user_id, {"membership": "join", **profile})
         except SynapseError as exc:
-            self.first, self.rest, self.state_map, self.state_group = saved
+            if began:  # the chain began with this person: the next one begins it again
+                self.first, self.state_map, self.state_group = None, {}, None
+            del self.rest[kept:]
+            if before is None:
+                self.state_map.pop(key, None)
+            else:
+                self.state_map[key] = before
             logger.info("not adding %s to %s: %s", user_id, self.room_id, exc.msg)
             return str(exc.msg)
         return None

@@ -259,3 +259,31 @@ def test_the_compact_room_read_gives_the_planner_what_the_admin_api_gives(
         invited.user_id: ("invite", server.admin_user_id)}
     assert state.topic == "Wareneingang" and state.name == "Lager Süd"
     assert len(compact) == len(full)
+
+
+def test_a_person_refused_after_their_invitation_leaves_no_trace_in_the_chain(
+        server: SynapseServer) -> None:
+    """A suspended account passes the checks before any event, gets its invitation made,
+    and then Synapse refuses its join: the invitation goes too, and the people around it
+    (first in the chain, last in it) are joined as if the person had not been asked."""
+    room = org_room(server, "Buchhaltung")
+    suspended = [server.create_user(displayname=n) for n in ("Gesperrt Eins", "Gesperrt Zwei")]
+    others = [server.create_user(displayname=n) for n in ("Ältere Kollegin", "Neuer Kollege")]
+    with server.admin() as c:
+        for person in suspended:
+            c.put(f"/_synapse/admin/v1/suspend/{quote(person.user_id)}",
+                  json={"suspend": True}).raise_for_status()
+    # First in the batch (the chain's ordinary first event is undone), then in the middle.
+    batch = [suspended[0].user_id, others[0].user_id, suspended[1].user_id,
+             others[1].user_id]
+
+    resp = post_batch(server, server.admin_token, room, batch)
+
+    refusal = "Changing membership while account is suspended is not allowed."
+    assert [r.get("error") for r in resp.json()["results"]] == [refusal, None, refusal, None]
+    state = members(server, room)
+    assert {u: e["content"]["membership"] for u, e in state.items()} == {
+        server.admin_user_id: "join", others[0].user_id: "join", others[1].user_id: "join"}
+    for person in suspended:
+        assert _events_of(server, room, person.user_id) == []
+    assert [m for _, m, _ in _events_of(server, room, others[1].user_id)] == ["invite", "join"]
