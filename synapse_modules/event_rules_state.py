@@ -131,11 +131,9 @@ class _NarrowedContext:
 def _pick(state_filter: StateFilter, ids: StateMap[str]) -> StateMap[str]:
     """`state_filter.filter_state(ids)`, by lookup when the filter names every key (a
     room's map holds one entry per member; walking it per event grows with the room)."""
-    if state_filter.include_others or any(keys is None
-                                          for keys in state_filter.types.values()):
+    if state_filter.has_wildcards():
         return state_filter.filter_state(ids)
-    return {(typ, key): ids[(typ, key)] for typ, keys in state_filter.types.items()
-            for key in keys or () if (typ, key) in ids}
+    return {key: ids[key] for key in state_filter.concrete_types() if key in ids}
 
 
 def _shape_problem(rules: object) -> str | None:
