@@ -25,7 +25,6 @@ calls the main process.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import re
@@ -42,6 +41,7 @@ from twisted.internet import defer
 from synapse_modules._config import ConfigReader
 from synapse_modules._provisioner_only import authorise_provisioner
 from synapse_modules._provisioner_only import requester_allowed as provisioner_allowed
+from synapse_modules._synapse_shape import method_problem
 
 logger = logging.getLogger(__name__)
 
@@ -147,15 +147,11 @@ def parse_entries(body: object, max_batch: int) -> list[tuple[Entry | None, str 
 
 
 def _checked(obj: Any, name: str, params: tuple[str, ...]) -> Callable[..., Awaitable[Any]]:
-    method = getattr(obj, name, None)
-    if method is None or not inspect.iscoroutinefunction(method):
-        raise ConfigError(f"synapse_modules.accounts_batch: {type(obj).__name__}.{name} is "
-                          "missing; this Synapse is not supported (tested: 1.163.x)")
-    have = tuple(inspect.signature(method).parameters)[:len(params)]
-    if have != params:
-        raise ConfigError(f"synapse_modules.accounts_batch: {type(obj).__name__}.{name} takes "
-                          f"{have}, expected {params} (tested: Synapse 1.163.x)")
-    return method  # type: ignore[no-any-return]
+    problem = method_problem(obj, name, params)
+    if problem is not None:
+        raise ConfigError(f"synapse_modules.accounts_batch: {problem}; this Synapse is not "
+                          "supported (tested: 1.163.x)")
+    return getattr(obj, name)  # type: ignore[no-any-return]
 
 
 class AccountsBatchResource(DirectServeJsonResource):

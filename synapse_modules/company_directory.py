@@ -27,7 +27,6 @@ Tested with Synapse 1.163.x.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 from synapse.module_api import ModuleApi
 
 from synapse_modules._config import ConfigReader
+from synapse_modules._synapse_shape import method_problem
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +68,13 @@ def pairs_unread_reason(*, search_all_users: object, federation_whitelist: objec
     return None
 
 
-def _method_problem(owner: object, name: str, params: tuple[str, ...]) -> str | None:
-    method = getattr(owner, name, None)
-    if method is None or not inspect.iscoroutinefunction(method):
-        return f"{type(owner).__name__}.{name} is gone"
-    have = tuple(inspect.signature(method).parameters)
-    if have != params:
-        return f"{type(owner).__name__}.{name} takes {have}, expected {params}"
-    return None
-
-
 def skip_private_pairs(handler: Any, store: Any) -> str | None:
     """Wrap the two internals (idempotent); the reason if they are not as expected."""
-    problem = (_method_problem(handler, "_track_user_joined_room", TRACK_PARAMS)
-               or _method_problem(store, "add_users_who_share_private_room", ADD_PAIRS_PARAMS)
-               or _method_problem(store, "is_room_world_readable_or_publicly_joinable",
-                                  ("room_id",)))
+    problem = (method_problem(handler, "_track_user_joined_room", TRACK_PARAMS, exact=True)
+               or method_problem(store, "add_users_who_share_private_room", ADD_PAIRS_PARAMS,
+                                 exact=True)
+               or method_problem(store, "is_room_world_readable_or_publicly_joinable",
+                                 ("room_id",), exact=True))
     if problem is not None:
         return problem
     if getattr(handler, _WRAPPED_MARK, False):

@@ -25,6 +25,8 @@ from typing import Any, Protocol, cast
 from synapse.module_api import ModuleApi, SynapseRequest
 from synapse.module_api.errors import Codes, SynapseError
 
+from synapse_modules._synapse_shape import method_problem
+
 logger = logging.getLogger(__name__)
 
 TESTED_SYNAPSE = "1.163.x"
@@ -76,19 +78,9 @@ def _refuse(what: str) -> IncompatibleSynapseError:
 
 
 def _check_method(owner: object, name: str, params: tuple[str, ...]) -> None:
-    method = getattr(owner, name, None)
-    if method is None or not callable(method):
-        raise _refuse(f"MediaRepository.{name} is missing")
-    if not inspect.iscoroutinefunction(method):
-        raise _refuse(f"MediaRepository.{name} is no longer a coroutine function")
-    try:
-        signature = inspect.signature(method)
-    except (TypeError, ValueError):
-        raise _refuse(f"MediaRepository.{name} has no inspectable signature") from None
-    found = tuple(signature.parameters)[: len(params)]
-    if found != params:
-        raise _refuse(f"MediaRepository.{name} takes ({', '.join(found)}) "
-                      f"instead of ({', '.join(params)})")
+    problem = method_problem(owner, name, params, label="MediaRepository")
+    if problem is not None:
+        raise _refuse(problem)
 
 
 def check_media_repository(repo: object) -> MediaRepositoryLike:
